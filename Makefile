@@ -1,0 +1,43 @@
+# no2fusion — the two commands a newcomer runs: `make demo` and `make test`.
+# Idempotent: the venv is created once; installs are skipped when the stamp is newer than pyproject.toml.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TORCH_VERSION := 2.13.0
+CONFIG ?= config/default.yaml
+OUTPUT ?= outputs
+
+.PHONY: install demo test lint typecheck bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade --quiet pip
+
+# torch first: pip install torch==2.13.0 takes the local CPU build; installing it after its
+# dependents would pull the registry's newest CUDA build (gigabytes).
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet torch==$(TORCH_VERSION)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/python main.py --mode full --config $(CONFIG) --output $(OUTPUT)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks main.py
+	$(BIN)/ruff format --check src tests benchmarks main.py
+
+typecheck: install
+	$(BIN)/mypy src
+
+bench: install
+	$(BIN)/python -m benchmarks.run_all
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache .mypy_cache .ruff_cache

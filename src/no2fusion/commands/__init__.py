@@ -1,0 +1,5 @@
+"""One module per ``no2fusion`` subcommand; each defines ``COMMAND = cli.Command(...)``.
+
+Keep imports of heavy libraries (torch, xarray, numba) inside the ``run`` functions so that
+``no2fusion --help`` stays fast.
+"""

@@ -1,0 +1,321 @@
+"""The whole run configuration as pydantic models; the only place that reads YAML.
+
+Sits at the edge of the flow: ``cli.py`` / ``main.py`` call ``load_config`` and pass typed
+sections (``SynthConfig``, ``PipelineConfig``, ...) to library functions, which never see a
+dict or a file. Every model forbids unknown keys, so a typo fails with the key's dotted path.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from no2fusion.errors import ConfigError
+from no2fusion.grid import BBox, Grid, create_target_grid
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------------------------
+# grid
+# --------------------------------------------------------------------------------------------
+class BBoxConfig(_Strict):
+    """Domain in degrees (lat_min < lat_max, lon_min < lon_max, no antimeridian wrap)."""
+
+    lat_min: float
+    lat_max: float
+    lon_min: float
+    lon_max: float
+
+    def to_bbox(self) -> BBox:
+        return BBox(self.lat_min, self.lat_max, self.lon_min, self.lon_max)
+
+
+class GridConfig(_Strict):
+    """Target grid: the domain and its cell size. Default: 64 x 64 cells of 0.1 deg."""
+
+    bbox: BBoxConfig = BBoxConfig(lat_min=47.0, lat_max=53.4, lon_min=4.0, lon_max=10.4)
+    resolution: float = Field(0.1, gt=0, le=5)
+
+    @model_validator(mode="after")
+    def _grid_is_buildable(self) -> GridConfig:
+        self.to_grid()
+        return self
+
+    def to_grid(self) -> Grid:
+        return create_target_grid(self.bbox.to_bbox(), self.resolution)
+
+
+# --------------------------------------------------------------------------------------------
+# synth: the simulated world (no2fusion.synth)
+# --------------------------------------------------------------------------------------------
+class ClimateConfig(_Strict):
+    """Seasonal/diurnal climate of the simulated world."""
+
+    t2m_mean_k: float = 283.0  # annual mean 2 m temperature
+    t2m_seasonal_amplitude_k: float = 9.0  # half the summer-winter difference
+    t2m_diurnal_amplitude_k: float = 4.0  # half the day-night difference
+    blh_day_summer_m: float = 1600.0  # typical afternoon BLH in summer
+    blh_day_winter_m: float = 600.0  # typical afternoon BLH in winter
+    blh_night_m: float = 250.0  # typical nocturnal BLH
+    mean_wind_ms: float = 5.0  # climatological 10 m wind speed
+    prevailing_wind_dir_deg: float = 240.0  # direction the wind comes FROM (meteorological)
+    synoptic_timescale_days: float = 3.0  # persistence of wind regimes
+    cloud_fraction_mean: float = 0.55  # mean total cloud cover
+    surface_pressure_pa: float = 101000.0  # mean surface pressure
+
+
+class EmissionsConfig(_Strict):
+    """Emission map: cities, roads, industrial point sources, background."""
+
+    n_cities: int = Field(5, ge=0)
+    n_industrial: int = Field(6, ge=0)
+    n_roads: int = Field(6, ge=0)
+    city_strength: float = Field(1.0, ge=0)  # relative to the default emission scale
+    background: float = Field(0.03, ge=0)  # relative background emission per cell
+    weekend_factor: float = Field(0.7, gt=0)  # Sat/Sun emissions relative to weekdays
+    winter_factor: float = Field(1.25, gt=0)  # DJF emissions relative to the annual mean
+
+
+class SatelliteConfig(_Strict):
+    """TROPOMI-like sampling: overpass, swath geometry, noise and QA."""
+
+    overpass_local_solar_hour: float = 13.5
+    ground_pixels: int = Field(450, ge=8)  # across-track pixels per scanline
+    nadir_across_km: float = 3.5
+    nadir_along_km: float = 5.5
+    swath_width_km: float = 2600.0
+    noise_relative: float = Field(0.15, ge=0)  # relative retrieval noise (1 sigma)
+    noise_floor_umol_m2: float = Field(8.0, ge=0)  # absolute noise floor (1 sigma)
+    cloud_qa_threshold: float = Field(0.35, ge=0, le=1)  # tcc above this -> qa_value < 0.75
+
+
+class SynthConfig(_Strict):
+    """The simulated world written in real formats (DESIGN §6)."""
+
+    start_date: dt.date = dt.date(2021, 1, 1)
+    days: int = Field(1000, ge=1)
+    met_resolution: float = Field(0.25, gt=0)  # ERA5-like grid spacing, degrees
+    met_margin_deg: float = Field(1.0, ge=0)  # ERA5 grid extends this far beyond the domain
+    spinup_days: int = Field(3, ge=0)  # transport spin-up before the first written day
+    write_hourly_truth: bool = False
+    climate: ClimateConfig = ClimateConfig()
+    emissions: EmissionsConfig = EmissionsConfig()
+    satellite: SatelliteConfig = SatelliteConfig()
+    workers: int = Field(2, ge=1)  # processes writing files
+
+
+# --------------------------------------------------------------------------------------------
+# pipeline: files -> cube
+# --------------------------------------------------------------------------------------------
+class AlignConfig(_Strict):
+    """Temporal alignment of hourly meteorology to the overpass."""
+
+    window_hours: float = Field(1.0, gt=0)
+    method: Literal["nearest", "window"] = "nearest"
+    steps: int = Field(24, ge=1)  # hourly steps ending at the overpass
+
+
+class PipelineConfig(_Strict):
+    """QA filter, regridding, alignment, normalization; the cube build."""
+
+    qa_threshold: float = Field(0.75, ge=0, le=1)
+    align: AlignConfig = AlignConfig()
+    clip_range: tuple[float, float] = (-10.0, 10.0)
+    scheduler: str | None = None  # dask scheduler address; None = local
+    workers: int = Field(2, ge=1)
+
+
+# --------------------------------------------------------------------------------------------
+# data: cube -> samples
+# --------------------------------------------------------------------------------------------
+class SplitConfig(_Strict):
+    """Blocked time split: contiguous blocks with buffer days between splits."""
+
+    block_days: int = Field(28, ge=1)
+    buffer_days: int = Field(2, ge=0)
+    val_fraction: float = Field(0.15, gt=0, lt=1)
+    test_fraction: float = Field(0.15, gt=0, lt=1)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _fractions(self) -> SplitConfig:
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise ValueError("val_fraction + test_fraction must leave at least 10% for training")
+        return self
+
+
+class DataConfig(_Strict):
+    """Samples: lead, tiles, splits, loaders."""
+
+    lead: int = Field(1, ge=0, le=7)  # 1 = next-day forecast, 0 = gap filling
+    tile_size: int = Field(64, ge=8)
+    gap_fill_extra_mask: bool = True  # lead 0: hide extra cells with another day's cloud mask
+    static_channels: bool = False  # add static (region) channels to the satellite input
+    split: SplitConfig = SplitConfig()
+    batch_size: int = Field(16, ge=1)
+    num_workers: int = Field(0, ge=0)
+    cache_in_memory: bool = True
+
+
+# --------------------------------------------------------------------------------------------
+# model
+# --------------------------------------------------------------------------------------------
+class ModelConfig(_Strict):
+    """Cross-modal predictor and its neural baselines (``kind``)."""
+
+    kind: Literal["cross_modal", "concat", "satellite_only"] = "cross_modal"
+    embed_dim: int = Field(256, ge=8)
+    cnn_channels: tuple[int, ...] = (32, 64, 128, 256)
+    auxiliary_layers: int = Field(4, ge=1)
+    auxiliary_heads: int = Field(8, ge=1)
+    num_attention_layers: int = Field(2, ge=1)
+    num_attention_heads: int = Field(8, ge=1)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    head_hidden_dim: int = Field(128, ge=1)
+    token_stride: int = Field(4, ge=1)
+    qk_norm: bool = True
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> ModelConfig:
+        for name in ("auxiliary_heads", "num_attention_heads"):
+            if self.embed_dim % getattr(self, name):
+                raise ValueError(f"embed_dim {self.embed_dim} is not divisible by {name}")
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# training
+# --------------------------------------------------------------------------------------------
+class TrainingConfig(_Strict):
+    """Warm-start regime (seed) and the Lightning execution settings."""
+
+    warmup_epochs: int = Field(10, ge=0)
+    finetune_epochs: int = Field(40, ge=0)
+    warmup_lr: float = Field(1e-3, gt=0)
+    finetune_lr: float = Field(1e-4, gt=0)
+    encoder_lr_factor: float = Field(0.1, gt=0, le=1)  # encoders' LR multiplier in phase 2
+    weight_decay: float = Field(1e-4, ge=0)
+    loss: Literal["huber", "weighted_mae"] = "huber"
+    huber_delta: float = Field(1.0, gt=0)
+    early_stopping_patience: int = Field(8, ge=1)
+    gradient_clip: float = Field(1.0, ge=0)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    accelerator: Literal["auto", "cpu", "gpu"] = "auto"
+    devices: int | Literal["auto"] = 1
+    num_nodes: int = Field(1, ge=1)
+    strategy: str = "auto"
+    compile: bool = False
+    limit_train_batches: int | None = None  # cap batches per epoch (tests, quick runs)
+
+    @field_validator("warmup_lr", "finetune_lr", mode="before")
+    @classmethod
+    def _yaml_float(cls, value: Any) -> Any:
+        # PyYAML reads "1e-3" (no dot) as a string; accept it as the number it means.
+        return float(value) if isinstance(value, str) else value
+
+
+# --------------------------------------------------------------------------------------------
+# evaluation
+# --------------------------------------------------------------------------------------------
+class EvaluationConfig(_Strict):
+    """Baselines, breakdowns, ablation and robustness settings."""
+
+    pollution_quantiles: tuple[float, ...] = (0.5, 0.75, 0.9, 0.97)
+    dropout_rates: tuple[float, ...] = (0.1, 0.3, 0.5)
+    noise_levels: tuple[float, ...] = (0.05, 0.1)
+    baselines: tuple[Literal["persistence", "climatology", "lightgbm", "concat", "satellite_only"], ...] = (
+        "persistence",
+        "climatology",
+        "lightgbm",
+        "concat",
+        "satellite_only",
+    )
+    attention_days: int = Field(3, ge=1)  # test days drawn in attention_maps.png
+    lightgbm_rounds: int = Field(300, ge=1)
+    lightgbm_max_samples: int = Field(400_000, ge=1000)
+
+
+# --------------------------------------------------------------------------------------------
+# root
+# --------------------------------------------------------------------------------------------
+class Config(_Strict):
+    """A whole run."""
+
+    seed: int = 42
+    grid: GridConfig = GridConfig()
+    synth: SynthConfig = SynthConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+
+    @model_validator(mode="after")
+    def _tile_fits(self) -> Config:
+        n_lat, n_lon = self.grid.to_grid().shape
+        if self.data.tile_size > min(n_lat, n_lon):
+            raise ValueError(
+                f"data.tile_size {self.data.tile_size} is larger than the domain "
+                f"({n_lat} x {n_lon} cells)"
+            )
+        return self
+
+
+def _format_validation_error(error: ValidationError, source: str) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "(root)"
+    if first["type"] == "extra_forbidden":
+        problem = "unknown key"
+    else:
+        problem = first["msg"].removeprefix("Value error, ")
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"{source}: {key}: {problem}{more}"
+
+
+def config_from_dict(values: dict[str, Any], source: str = "config") -> Config:
+    """Validate a plain mapping; raise ``ConfigError`` naming the first bad key."""
+    try:
+        return Config.model_validate(values)
+    except ValidationError as error:
+        raise ConfigError(_format_validation_error(error, source)) from None
+    except ConfigError as error:  # raised by BBox/grid checks inside validators
+        raise ConfigError(f"{source}: {error}") from None
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
+    """Read a YAML config (``yaml.safe_load``), apply dotted ``overrides``, validate.
+
+    ``overrides`` maps dotted keys to values, e.g. ``{"training.warmup_epochs": 1}``.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(f"cannot read config: {error.strerror}", path) from None
+    try:
+        values = yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"not valid YAML{where}", path) from None
+    if not isinstance(values, dict):
+        raise ConfigError("config must be a mapping of sections", path)
+    for dotted, value in (overrides or {}).items():
+        node = values
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return config_from_dict(values, str(path))
+
+
+def dump_config(config: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML (every key, defaults included)."""
+    Path(path).write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))

@@ -1,0 +1,46 @@
+"""User-facing errors: bad input or bad config.
+
+Sits beside every layer. Library code raises a subclass of ``No2FusionError`` with a message
+that names the file (or config key) and the problem in one line; ``cli.main`` catches it,
+prints that one line to stderr and exits with code 2. Anything else is a bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+EXIT_USER_ERROR = 2
+
+
+class No2FusionError(Exception):
+    """Base class for errors the user can fix. ``str(error)`` is the one line shown."""
+
+    def __init__(self, message: str, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path is not None else None
+        line = f"{path}: {message}" if path is not None else message
+        super().__init__(line.replace("\n", " "))
+
+
+class ConfigError(No2FusionError):
+    """An invalid config file or value."""
+
+
+class InputFileError(No2FusionError):
+    """A source file that cannot be used: corrupt, truncated, missing a variable, wrong units."""
+
+
+class NoDataError(No2FusionError):
+    """Valid files that hold nothing usable here: no pixel in the domain, no time overlap."""
+
+
+class CubeSchemaError(No2FusionError):
+    """A datacube that does not follow the schema in ``io/cube.py``."""
+
+
+class CredentialsError(No2FusionError):
+    """Missing or rejected credentials for a download service."""
+
+
+class TrainingDivergedError(No2FusionError):
+    """A NaN or inf loss; the message names the epoch and batch."""
