@@ -15,3 +15,33 @@ REPO = Path(__file__).resolve().parents[1]
 def test_config() -> Config:
     """The tiny config used by tests and ``main.py --mode test``."""
     return load_config(REPO / "config" / "test.yaml")
+
+
+@pytest.fixture(scope="session")
+def synth_sources(test_config: Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The simulated world of ``config/test.yaml`` (16 x 16 cells, 60 days) in the real formats.
+
+    Layout (``no2fusion.synth.world``): ``tropomi/S5P_OFFL_L2__NO2____*.nc`` (one per day),
+    ``era5/era5_single_levels_YYYY-MM.nc``, ``truth/truth.nc``, ``world.json``. Read-only: copy
+    before modifying.
+    """
+    from no2fusion.synth.world import generate_world
+
+    out = tmp_path_factory.mktemp("synth_sources")
+    generate_world(test_config, out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_cube(
+    synth_sources: Path, test_config: Config, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The Zarr cube built from ``synth_sources`` with ``config/test.yaml`` (``no2fusion build``).
+
+    Read-only: copy before modifying. Its build report is ``<parent>/cube.report.json``.
+    """
+    from no2fusion.pipeline.build import build_cube
+
+    out = tmp_path_factory.mktemp("tiny_cube") / "cube.zarr"
+    build_cube(synth_sources, out, test_config.grid.to_grid(), test_config.pipeline, progress=False)
+    return out

@@ -107,4 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Re-import so ``Command`` is the package's class, not this __main__ module's copy.
+    from no2fusion.cli import main as package_main
+
+    sys.exit(package_main())

@@ -69,6 +69,8 @@ class ClimateConfig(_Strict):
     synoptic_timescale_days: float = 3.0  # persistence of wind regimes
     cloud_fraction_mean: float = 0.55  # mean total cloud cover
     surface_pressure_pa: float = 101000.0  # mean surface pressure
+    lifetime_noon_summer_h: float = Field(3.0, gt=0)  # NO2 lifetime at noon, summer solstice (OH)
+    lifetime_night_h: float = Field(16.0, gt=0)  # NO2 lifetime without sunlight
 
 
 class EmissionsConfig(_Strict):
@@ -81,6 +83,8 @@ class EmissionsConfig(_Strict):
     background: float = Field(0.03, ge=0)  # relative background emission per cell
     weekend_factor: float = Field(0.7, gt=0)  # Sat/Sun emissions relative to weekdays
     winter_factor: float = Field(1.25, gt=0)  # DJF emissions relative to the annual mean
+    inflow_column_umol_m2: float = Field(15.0, ge=0)  # background column entering the domain
+    free_troposphere_umol_m2: float = Field(8.0, ge=0)  # constant column above the transported one
 
 
 class SatelliteConfig(_Strict):
@@ -94,6 +98,11 @@ class SatelliteConfig(_Strict):
     noise_relative: float = Field(0.15, ge=0)  # relative retrieval noise (1 sigma)
     noise_floor_umol_m2: float = Field(8.0, ge=0)  # absolute noise floor (1 sigma)
     cloud_qa_threshold: float = Field(0.35, ge=0, le=1)  # tcc above this -> qa_value < 0.75
+    max_track_offset_fraction: float = Field(0.9, ge=0, le=1)  # nadir offset / half swath, max
+    failed_retrieval_fraction: float = Field(0.02, ge=0, lt=1)  # pixels written as fill value
+    # write only the ground pixels within this many degrees of the domain (None: the full swath
+    # width, like the real product; a value makes files ~4x smaller and faster to write)
+    crop_margin_deg: float | None = Field(None, ge=0)
 
 
 class SynthConfig(_Strict):
@@ -105,6 +114,7 @@ class SynthConfig(_Strict):
     met_margin_deg: float = Field(1.0, ge=0)  # ERA5 grid extends this far beyond the domain
     spinup_days: int = Field(3, ge=0)  # transport spin-up before the first written day
     write_hourly_truth: bool = False
+    diffusivity_m2_s: float = Field(1000.0, ge=0)  # horizontal eddy diffusivity of the transport
     climate: ClimateConfig = ClimateConfig()
     emissions: EmissionsConfig = EmissionsConfig()
     satellite: SatelliteConfig = SatelliteConfig()
@@ -129,6 +139,9 @@ class PipelineConfig(_Strict):
     align: AlignConfig = AlignConfig()
     clip_range: tuple[float, float] = (-10.0, 10.0)
     scheduler: str | None = None  # dask scheduler address; None = local
+    # ERA5 grid kept in the cube: the domain widened by this many degrees (0.5 keeps every
+    # 0.25-degree ERA5 cell that overlaps the domain, plus one ring)
+    met_margin_deg: float = Field(0.5, ge=0)
     workers: int = Field(2, ge=1)
 
 
@@ -162,6 +175,7 @@ class DataConfig(_Strict):
     batch_size: int = Field(16, ge=1)
     num_workers: int = Field(0, ge=0)
     cache_in_memory: bool = True
+    cache_max_gb: float = Field(4.0, ge=0)  # cache the cube's features only below this size
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,6 +227,8 @@ class TrainingConfig(_Strict):
     strategy: str = "auto"
     compile: bool = False
     limit_train_batches: int | None = None  # cap batches per epoch (tests, quick runs)
+    limit_val_batches: int | None = None  # cap validation batches per epoch (tests, quick runs)
+    deterministic: bool = True  # deterministic torch algorithms: same seed -> same losses
 
     @field_validator("warmup_lr", "finetune_lr", mode="before")
     @classmethod
@@ -230,7 +246,9 @@ class EvaluationConfig(_Strict):
     pollution_quantiles: tuple[float, ...] = (0.5, 0.75, 0.9, 0.97)
     dropout_rates: tuple[float, ...] = (0.1, 0.3, 0.5)
     noise_levels: tuple[float, ...] = (0.05, 0.1)
-    baselines: tuple[Literal["persistence", "climatology", "lightgbm", "concat", "satellite_only"], ...] = (
+    baselines: tuple[
+        Literal["persistence", "climatology", "lightgbm", "concat", "satellite_only"], ...
+    ] = (
         "persistence",
         "climatology",
         "lightgbm",
@@ -240,6 +258,11 @@ class EvaluationConfig(_Strict):
     attention_days: int = Field(3, ge=1)  # test days drawn in attention_maps.png
     lightgbm_rounds: int = Field(300, ge=1)
     lightgbm_max_samples: int = Field(400_000, ge=1000)
+    # LightGBM threads (0 = all cores). 1 by default: OpenMP spin-waiting made 2 threads 4x
+    # slower than 1 on a shared 2-core machine (benchmarks in docs/bench_demo.md).
+    lightgbm_threads: int = Field(1, ge=0)
+    robustness_samples: int = Field(64, ge=1)  # test samples for attention, shuffle, robustness
+    shuffle_threshold: float = Field(0.01, ge=0)  # RMSE rise above which a shuffle "hurts"
 
 
 # --------------------------------------------------------------------------------------------
@@ -248,7 +271,7 @@ class EvaluationConfig(_Strict):
 class Config(_Strict):
     """A whole run."""
 
-    seed: int = 42
+    seed: int = Field(42, ge=0)
     grid: GridConfig = GridConfig()
     synth: SynthConfig = SynthConfig()
     pipeline: PipelineConfig = PipelineConfig()
