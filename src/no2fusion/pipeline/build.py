@@ -1,0 +1,650 @@
+"""The cube build: sources -> QA -> regrid -> align -> features -> Zarr cube (stage order).
+
+Sits at the end of ``pipeline/``; ``commands/build.py`` (``no2fusion build``) is its CLI. Layout of
+the sources folder (the contract with ``synth``, and what a user arranges for real data)::
+
+    SOURCES/tropomi/S5P_*_L2__NO2____*.nc   one orbit per file, grouped by overpass day
+    SOURCES/era5/*.nc                        ERA5 single levels (any split by month/variable)
+    SOURCES/truth/truth.nc                   optional (simulated world): no2_truth, region
+
+Flow (dask-parallel over days; local processes, or a ``distributed`` cluster by address):
+
+1. pass 1, per day: ``SentinelDataLoader.load_tropomi_no2`` (bbox-cropped) -> ``apply_filtering``
+   (QA first) -> ``AreaWeightedRegridder.regrid`` -> overpass time = mean UTC time of the kept
+   pixels whose centre lies in the domain. A bad or empty file is skipped with a warning; a day
+   with no usable file is skipped and recorded.
+2. driver: checks that ERA5 covers every overpass window (``TemporalAligner``); a gap is an error
+   for the user (nothing is created or changed). Then the store is created once with the full,
+   contiguous time axis (or an existing one with the same layout is reused).
+3. pass 2, per day: ``TemporalAligner`` on the ERA5 slice (met grid stays the ERA5 grid, cropped
+   to the domain + ``met_margin_deg``) -> ``FeatureEngineer`` -> ``io.cube.write_day`` (region
+   writes, ``day_complete`` set last). Days already complete are never re-read.
+4. ``region``: from the truth file, else derived from the long-term mean NO2 (quantile classes,
+   see ``derive_region``). Global attributes and the build report are written last.
+
+Normalization is not applied here (training fits it on its own split).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import xarray as xr
+from numpy.typing import NDArray
+
+from no2fusion import __version__
+from no2fusion.config import PipelineConfig
+from no2fusion.errors import InputFileError, NoDataError
+from no2fusion.grid import Grid
+from no2fusion.io.cube import (
+    CubeLayout,
+    completed_days,
+    create_cube,
+    cube_layout_matches,
+    open_cube,
+    update_cube_attrs,
+    write_day,
+    write_static,
+)
+from no2fusion.io.era5 import read_era5
+from no2fusion.io.tropomi import SentinelDataLoader, parse_file_name
+from no2fusion.pipeline.align import HOUR, TemporalAligner, as_ns
+from no2fusion.pipeline.features import FeatureEngineer
+from no2fusion.pipeline.regrid import AreaWeightedRegridder
+from no2fusion.pipeline.report import PIXEL_COUNTS, BuildReport, DayReport, report_path
+from no2fusion.vocab import MET_VARIABLES, REGION_CODES, REGION_LEGEND
+
+log = logging.getLogger(__name__)
+
+L2_PATTERN = "S5P_*_L2__NO2____*.nc"
+DAY_NS = np.timedelta64(86_400_000_000_000, "ns")
+UNKNOWN_REGION = -1
+# Derived region classes (no truth file): quantiles of the long-term mean NO2 over cells.
+DERIVED_REGION_QUANTILES: tuple[tuple[float, str], ...] = (
+    (0.25, "background"),
+    (0.50, "rural"),
+    (0.80, "suburban"),
+    (1.00, "urban"),
+)
+
+T = TypeVar("T")
+R = TypeVar("R")
+K = TypeVar("K")
+
+
+# ------------------------------------------------------------------------------------------------
+# sources
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Sources:
+    tropomi: list[Path]
+    era5: list[Path]
+    truth: Path | None
+
+
+def find_sources(sources: Path) -> Sources:
+    """The files of a sources folder (module docstring). Raises ``NoDataError`` when empty."""
+    sources = Path(sources)
+    if not sources.is_dir():
+        raise NoDataError("sources folder does not exist", sources)
+    tropomi = sorted((sources / "tropomi").glob(L2_PATTERN))
+    era5 = sorted((sources / "era5").glob("*.nc"))
+    truth = sources / "truth" / "truth.nc"
+    if not tropomi and not era5:
+        raise NoDataError(
+            f"no sources: neither tropomi/{L2_PATTERN} nor era5/*.nc files found", sources
+        )
+    if not tropomi:
+        raise NoDataError(f"no TROPOMI L2 files (tropomi/{L2_PATTERN})", sources)
+    if not era5:
+        raise NoDataError("no ERA5 files (era5/*.nc)", sources)
+    return Sources(tropomi=tropomi, era5=era5, truth=truth if truth.exists() else None)
+
+
+def overpass_day(path: Path) -> np.datetime64 | None:
+    """Day (00:00 UTC) of an L2 file: the date of the middle of its file-name time span."""
+    fields = parse_file_name(path.name)
+    if fields is None:
+        return None
+    start = as_ns(fields["start"].rstrip("Z"))
+    end = as_ns(fields["end"].rstrip("Z"))
+    middle = np.array([start, end]).astype("datetime64[s]").astype(np.int64).mean()
+    return as_ns(np.datetime64(int(middle), "s").astype("datetime64[D]"))
+
+
+def group_by_day(files: Sequence[Path]) -> tuple[dict[np.datetime64, list[Path]], list[str]]:
+    """Files per overpass day, plus problems for names that do not parse."""
+    days: dict[np.datetime64, list[Path]] = {}
+    problems = []
+    for path in files:
+        day = overpass_day(path)
+        if day is None:
+            problems.append(f"{path}: not an S5P L2 NO2 file name; skipped")
+            continue
+        days.setdefault(day, []).append(path)
+    return days, problems
+
+
+# ------------------------------------------------------------------------------------------------
+# pass 1: L2 -> QA -> regrid (one day)
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class GriddedDay:
+    """One day on the target grid, before alignment: fields (n_lat, n_lon), float32/int32."""
+
+    index: int
+    report: DayReport
+    no2: NDArray[np.float32] | None = None
+    precision: NDArray[np.float32] | None = None
+    weight: NDArray[np.float32] | None = None
+    count: NDArray[np.int32] | None = None
+    overpass: np.datetime64 | None = None
+
+
+@dataclass(frozen=True)
+class DayTask:
+    index: int
+    day: np.datetime64
+    files: tuple[str, ...]
+    grid: Grid
+    qa_threshold: float
+
+
+def _identity(value: T) -> T:
+    return value
+
+
+def _netcdf_lock() -> Any:
+    """The lock xarray holds around netCDF4/HDF5 calls: the C libraries are not thread-safe, so
+    threads of one worker process (e.g. a distributed worker with several threads) must not read
+    files at the same time. Processes are unaffected."""
+    from xarray.backends.netCDF4_ import NETCDF4_PYTHON_LOCK
+
+    return NETCDF4_PYTHON_LOCK
+
+
+def grid_day(task: DayTask) -> GriddedDay:
+    """Read, QA-filter and regrid one day's L2 files. Bad files become report problems."""
+    report = DayReport(
+        day=str(np.datetime_as_string(task.day, unit="D")),
+        index=task.index,
+        status="skipped",
+        files=[Path(f).name for f in task.files],
+        pixels=dict.fromkeys(PIXEL_COUNTS, 0),
+    )
+    loader = SentinelDataLoader(task.qa_threshold)
+    bbox = task.grid.bbox
+    kept: list[xr.Dataset] = []
+    for path in task.files:
+        try:
+            with _netcdf_lock():  # HDF5/netCDF-C are not thread-safe (threaded dask workers)
+                data = loader.load_tropomi_no2(path, bbox=bbox)
+            pixels = loader.apply_filtering(data)
+        except (InputFileError, NoDataError) as error:
+            report.problems.append(str(error))
+            continue
+        for key in PIXEL_COUNTS:
+            report.pixels[key] += int(pixels.attrs.get(key, 0))
+        kept.append(pixels)
+    if not kept:
+        return GriddedDay(task.index, report)
+    values = np.concatenate([p["no2"].values for p in kept])
+    sigma = np.concatenate([p["no2_precision"].values for p in kept])
+    lat_b = np.concatenate([p["latitude_bounds"].values for p in kept])
+    lon_b = np.concatenate([p["longitude_bounds"].values for p in kept])
+    result = AreaWeightedRegridder(task.grid).regrid(values, lat_b, lon_b, uncertainty=sigma)
+    valid = result.weight > 0
+    if not valid.any():
+        names = ", ".join(report.files)
+        report.problems.append(f"{names}: no kept pixel overlaps the domain {bbox}")
+        return GriddedDay(task.index, report)
+    # overpass: mean time of kept pixels whose centre is in the domain (else of all kept pixels)
+    lat = np.concatenate([p["latitude"].values for p in kept])
+    lon = np.concatenate([p["longitude"].values for p in kept])
+    times = np.concatenate([p["time"].values for p in kept]).astype("datetime64[ns]")
+    inside = (
+        (lat >= bbox.lat_min)
+        & (lat <= bbox.lat_max)
+        & (lon >= bbox.lon_min)
+        & (lon <= bbox.lon_max)
+    )
+    chosen = times[inside] if inside.any() else times
+    base = chosen.min()
+    overpass = base + np.mean((chosen - base).astype(np.float64)).astype("timedelta64[ns]")
+    report.status = "gridded"
+    report.coverage = float(valid.mean())
+    report.overpass_time = str(np.datetime_as_string(overpass, unit="s")) + "Z"
+    return GriddedDay(
+        index=task.index,
+        report=report,
+        no2=result.mean.astype(np.float32),
+        precision=(
+            result.uncertainty if result.uncertainty is not None else result.mean * np.nan
+        ).astype(np.float32),
+        weight=result.weight.astype(np.float32),
+        count=result.count.astype(np.int32),
+        overpass=overpass,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# pass 2: align -> features -> write (one day)
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class WriteTask:
+    out: str
+    gridded: GriddedDay
+    met: xr.Dataset  # ERA5 slice around the overpass, dims (time, lat, lon), in memory
+    window_hours: float
+    method: str
+    steps: int
+    truth: NDArray[np.float32] | None
+
+
+def write_gridded_day(task: WriteTask) -> DayReport:
+    """Align meteorology to the day's overpass, compute features, write the day (flag last)."""
+    day = task.gridded
+    assert day.overpass is not None and day.no2 is not None
+    aligner = TemporalAligner(task.window_hours, task.method, task.steps)  # type: ignore[arg-type]
+    aligned = aligner.align_to_overpass(task.met, day.overpass)
+    features = FeatureEngineer().transform(aligned)  # (hour, met_lat, met_lon, feature)
+    values: dict[str, Any] = {
+        "no2": day.no2,
+        "no2_precision": day.precision,
+        "no2_weight": day.weight,
+        "no2_count": day.count,
+        "overpass_time": as_ns(day.overpass),
+        "met_time": aligned["met_time"].values.astype("datetime64[ns]"),
+        "features": features,
+        **{f"met_{v}": aligned[v].values.astype(np.float32) for v in MET_VARIABLES},
+    }
+    if task.truth is not None:
+        values["no2_truth"] = task.truth
+    write_day(task.out, day.index, values)
+    day.report.status = "written"
+    return day.report
+
+
+# ------------------------------------------------------------------------------------------------
+# parallel map
+# ------------------------------------------------------------------------------------------------
+def _warm_up() -> int:
+    """Runs first in each local worker process: imports and loads the numba kernel cache while
+    the driver reads ERA5, so the first real day does not pay for it."""
+    import no2fusion.pipeline.regrid  # noqa: F401
+
+    return os.getpid()
+
+
+class DayRunner:
+    """Maps a function over days with dask: a ``distributed`` cluster when ``scheduler`` is an
+    address, else a local process pool of ``workers`` processes (created once per build, started
+    early), or in-process when ``workers`` == 1. Use as a context manager."""
+
+    def __init__(self, scheduler: str | None, workers: int, progress: bool) -> None:
+        self.scheduler = scheduler
+        self.workers = workers
+        self.progress = progress
+        self._client: Any = None
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> DayRunner:
+        if self.scheduler:
+            from distributed import Client
+
+            self._client = Client(self.scheduler)
+        elif self.workers > 1:
+            context = multiprocessing.get_context("spawn")  # no fork of zarr/numba threads
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
+            for _ in range(self.workers):
+                self._pool.submit(_warm_up)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._client is not None:
+            self._client.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def map_batched(
+        self,
+        func: Callable[[T], R],
+        make: Callable[[K], T],
+        keys: Sequence[K],
+        desc: str,
+        batch: int = 64,
+    ) -> list[R]:
+        """``[func(make(k)) for k in keys]``, building the inputs one batch at a time so that only
+        ``batch`` of them are in memory; one progress bar (tqdm) over all keys. Within a batch
+        the tasks run in parallel; a batch starts when the previous one is done."""
+        from tqdm import tqdm
+
+        results: list[R] = []
+        size = max(batch, 4 * self.workers)
+        with tqdm(total=len(keys), desc=desc, disable=not self.progress) as bar:
+            for start in range(0, len(keys), size):
+                items = [make(key) for key in keys[start : start + size]]
+                results.extend(self.map(func, items))
+                bar.update(len(items))
+        return results
+
+    def map(self, func: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        """``[func(x) for x in items]``, in parallel (no progress bar; see ``map_batched``)."""
+        if not items:
+            return []
+        if self._client is not None:
+            futures = self._client.map(func, items, pure=False)
+            return list(self._client.gather(futures))
+        import dask
+
+        tasks = [dask.delayed(func, pure=False)(item) for item in items]
+        if self._pool is not None and len(items) > 1:
+            return list(
+                dask.compute(
+                    *tasks, scheduler="processes", pool=self._pool, num_workers=self.workers
+                )
+            )
+        return list(dask.compute(*tasks, scheduler="synchronous"))
+
+
+# ------------------------------------------------------------------------------------------------
+# truth and region
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class Truth:
+    days: NDArray[np.datetime64]
+    no2: NDArray[np.float32]  # (time, lat, lon) umol m-2
+    region: NDArray[np.int8] | None
+    legend: str
+
+
+def read_truth(path: Path, grid: Grid) -> Truth:
+    """The simulated world's truth file, checked against the grid."""
+    try:
+        with xr.open_dataset(path) as ds:
+            ds = ds.load()
+    except (OSError, ValueError) as error:
+        raise InputFileError(f"not a readable NetCDF file ({type(error).__name__})", path) from None
+    if "no2_truth" not in ds:
+        raise InputFileError("variable 'no2_truth' not found", path)
+    if ds["no2_truth"].attrs.get("units", "umol m-2") != "umol m-2":
+        raise InputFileError(
+            f"no2_truth has units {ds['no2_truth'].attrs.get('units')!r}, expected 'umol m-2'", path
+        )
+    lat, lon = ds["lat"].values, ds["lon"].values
+    if (
+        lat.shape != grid.lat.shape
+        or lon.shape != grid.lon.shape
+        or not (np.allclose(lat, grid.lat, atol=1e-6) and np.allclose(lon, grid.lon, atol=1e-6))
+    ):
+        raise InputFileError("truth grid differs from the configured grid", path)
+    truth = ds["no2_truth"].transpose("time", "lat", "lon")
+    region = ds["region"].transpose("lat", "lon").values.astype(np.int8) if "region" in ds else None
+    legend = (
+        str(ds["region"].attrs.get("legend", REGION_LEGEND)) if "region" in ds else REGION_LEGEND
+    )
+    days = ds["time"].values.astype("datetime64[D]").astype("datetime64[ns]")
+    return Truth(days=days, no2=truth.values.astype(np.float32), region=region, legend=legend)
+
+
+def derive_region(mean_no2: NDArray[np.floating]) -> tuple[NDArray[np.int8], str]:
+    """Region classes from the long-term mean NO2 (n_lat, n_lon), for real data without truth.
+
+    Cells are ranked by their mean column: below the 25th percentile -> background, 25-50 ->
+    rural, 50-80 -> suburban, above 80 -> urban; ``industrial`` is never assigned (it cannot be
+    told from urban by NO2 alone); cells never observed -> -1 (unknown).
+    """
+    region = np.full(mean_no2.shape, UNKNOWN_REGION, dtype=np.int8)
+    finite = np.isfinite(mean_no2)
+    if finite.any():
+        edges = np.quantile(mean_no2[finite], [q for q, _ in DERIVED_REGION_QUANTILES[:-1]])
+        classes = np.digitize(mean_no2[finite], edges)
+        codes = np.array(
+            [REGION_CODES[name] for _, name in DERIVED_REGION_QUANTILES], dtype=np.int8
+        )
+        region[finite] = codes[classes]
+    legend = f"{UNKNOWN_REGION}=unknown {REGION_LEGEND} (derived from mean NO2 quantiles)"
+    return region, legend
+
+
+# ------------------------------------------------------------------------------------------------
+# the build
+# ------------------------------------------------------------------------------------------------
+def _met_slice(
+    met: xr.Dataset, overpass: np.datetime64, steps: int, window_hours: float
+) -> xr.Dataset:
+    times = met["time"].values
+    pad = np.timedelta64(int((max(window_hours, 1.0) + 1.0) * 3.6e12), "ns")
+    lo = np.searchsorted(times, overpass - (steps - 1) * HOUR - pad, side="left")
+    hi = np.searchsorted(times, overpass + pad, side="right")
+    return met.isel(time=slice(int(lo), int(hi))).drop_vars("source_file", errors="ignore").load()
+
+
+def build_cube(
+    sources: Path,
+    out: Path,
+    grid: Grid,
+    pipeline: PipelineConfig,
+    *,
+    scheduler: str | None = None,
+    progress: bool = True,
+) -> BuildReport:
+    """Build (or complete) the cube at ``out`` from ``sources``; see the module docstring.
+
+    Returns the ``BuildReport`` (also written to ``<out stem>.report.json``).
+
+    Raises:
+        NoDataError / InputFileError: problems the user must fix (no sources, ERA5 not covering
+            the overpasses, NaN ERA5, an existing store with another layout); nothing is changed.
+    """
+    started = time.perf_counter()
+    sources, out = Path(sources), Path(out)
+    found = find_sources(sources)
+    report = BuildReport(
+        sources=str(sources),
+        out=str(out),
+        tropomi_files=[p.name for p in found.tropomi],
+        era5_files=[p.name for p in found.era5],
+        truth_file=str(found.truth) if found.truth else None,
+    )
+    by_day, problems = group_by_day(found.tropomi)
+    report.problems.extend(problems)
+    if not by_day:
+        raise NoDataError("no TROPOMI file with a valid S5P L2 NO2 name", sources / "tropomi")
+    with DayRunner(scheduler, pipeline.workers, progress) as runner:
+        _build(runner, found, by_day, out, grid, pipeline, report)
+    report.seconds = time.perf_counter() - started
+    update_cube_attrs(out, {"build_report": json.dumps(report.summary())})
+    report.save(report_path(out))
+    return report
+
+
+def _build(
+    runner: DayRunner,
+    found: Sources,
+    by_day: dict[np.datetime64, list[Path]],
+    out: Path,
+    grid: Grid,
+    pipeline: PipelineConfig,
+    report: BuildReport,
+) -> None:
+    """The stages of ``build_cube`` after the sources are found (fills ``report``)."""
+    sources = Path(report.sources)
+    first, last = min(by_day), max(by_day)
+    days = np.arange(first, last + DAY_NS, DAY_NS).astype("datetime64[ns]")  # contiguous axis
+    stages = report.stage_seconds
+    mark = time.perf_counter()
+    met = read_era5(
+        found.era5,
+        grid.bbox,
+        pipeline.met_margin_deg,
+        mapper=lambda func, files: runner.map_batched(func, _identity, files, "reading ERA5"),
+    )
+    stages["read_era5"] = time.perf_counter() - mark
+    era5_first, era5_last = met["time"].values[0], met["time"].values[-1]
+    if era5_last < first or era5_first > last + DAY_NS:
+        raise NoDataError(
+            f"no time overlap: ERA5 covers {np.datetime_as_string(era5_first, unit='h')}.."
+            f"{np.datetime_as_string(era5_last, unit='h')}, TROPOMI days are "
+            f"{np.datetime_as_string(first, unit='D')}..{np.datetime_as_string(last, unit='D')}",
+            sources / "era5",
+        )
+    truth = read_truth(found.truth, grid) if found.truth else None
+    layout = CubeLayout(
+        days=days,
+        lat_edges=grid.lat_edges,
+        lon_edges=grid.lon_edges,
+        met_lat=met["lat"].values,
+        met_lon=met["lon"].values,
+        steps=pipeline.align.steps,
+        with_truth=truth is not None,
+    )
+    exists = out.exists()
+    if exists:
+        differs = cube_layout_matches(out, layout)
+        if differs:
+            raise NoDataError(
+                f"an existing cube with another layout is in the way ({differs}); "
+                "remove it or choose another --out",
+                out,
+            )
+        complete = completed_days(out)
+    else:
+        complete = np.zeros(days.size, dtype=bool)
+
+    # pass 1 -------------------------------------------------------------------------------------
+    reports: dict[int, DayReport] = {}
+    tasks = []
+    for index, day in enumerate(days):
+        files = by_day.get(day, [])
+        name = str(np.datetime_as_string(day, unit="D"))
+        if complete[index]:
+            reports[index] = DayReport(name, index, "complete", [p.name for p in files])
+        elif not files:
+            reports[index] = DayReport(name, index, "no_files")
+        else:
+            tasks.append(
+                DayTask(index, day, tuple(str(f) for f in files), grid, pipeline.qa_threshold)
+            )
+    mark = time.perf_counter()
+    gridded = runner.map_batched(grid_day, _identity, tasks, "reading and regridding L2")
+    stages["l2_qa_regrid"] = time.perf_counter() - mark
+    ready = []
+    for item in gridded:
+        reports[item.index] = item.report
+        if item.report.status == "gridded":
+            ready.append(item)
+
+    # ERA5 must cover every overpass window: check all before writing anything -------------------
+    aligner = TemporalAligner(
+        pipeline.align.window_hours, pipeline.align.method, pipeline.align.steps
+    )
+    met_times = met["time"].values
+    failures = []
+    for item in ready:
+        assert item.overpass is not None
+        try:
+            aligner.check_coverage(met_times, item.overpass)
+        except NoDataError as error:
+            failures.append(str(error))
+    if failures:
+        more = f" (and {len(failures) - 1} more day(s))" if len(failures) > 1 else ""
+        raise NoDataError(f"{failures[0]}{more}", sources / "era5")
+
+    attrs = {
+        "title": "no2fusion analysis-ready NO2 + ERA5 datacube",
+        "qa_threshold": float(pipeline.qa_threshold),
+        "source_files": json.dumps(report.tropomi_files + report.era5_files),
+        "no2fusion_version": __version__,
+        "synthetic": int(truth is not None),
+        "align_method": pipeline.align.method,
+        "align_window_hours": float(pipeline.align.window_hours),
+        "history": f"{_now()} no2fusion build --sources {sources}",
+    }
+    region = np.full(grid.shape, UNKNOWN_REGION, dtype=np.int8)
+    legend = f"{UNKNOWN_REGION}=unknown {REGION_LEGEND}"
+    if truth is not None and truth.region is not None:
+        region, legend = truth.region, truth.legend
+    mark = time.perf_counter()
+    if not exists:
+        create_cube(out, layout, region, grid.cell_area_m2(), legend, attrs)
+    stages["create_store"] = time.perf_counter() - mark
+
+    # pass 2 -------------------------------------------------------------------------------------
+    mark = time.perf_counter()
+    truth_index = {d: i for i, d in enumerate(truth.days)} if truth is not None else {}
+
+    def write_task(item: GriddedDay) -> WriteTask:
+        # built lazily, one batch at a time: each holds ~1 MB of ERA5 for its day
+        assert item.overpass is not None
+        day_truth = None
+        if truth is not None:
+            position = truth_index.get(days[item.index])
+            day_truth = (
+                truth.no2[position]
+                if position is not None
+                else np.full(grid.shape, np.nan, np.float32)
+            )
+        return WriteTask(
+            out=str(out),
+            gridded=item,
+            met=_met_slice(met, item.overpass, pipeline.align.steps, pipeline.align.window_hours),
+            window_hours=pipeline.align.window_hours,
+            method=pipeline.align.method,
+            steps=pipeline.align.steps,
+            truth=day_truth,
+        )
+
+    for day_report in runner.map_batched(write_gridded_day, write_task, ready, "writing days"):
+        reports[day_report.index] = day_report
+    stages["align_features_write"] = time.perf_counter() - mark
+
+    # region, attributes, report ---------------------------------------------------------------
+    mark = time.perf_counter()
+    earlier = [i for i, r in reports.items() if r.status == "complete"]
+    if earlier:  # days complete before this run: coverage and overpass from the cube itself
+        stored = open_cube(out, complete_only=False).isel(time=earlier)
+        coverage = np.isfinite(stored["no2"].values).mean(axis=(1, 2))
+        overpasses = stored["overpass_time"].values
+        for i, cover, when in zip(earlier, coverage, overpasses, strict=True):
+            reports[i].coverage = float(cover)
+            reports[i].overpass_time = str(np.datetime_as_string(when, unit="s")) + "Z"
+    if truth is None or truth.region is None:
+        cube = open_cube(out, complete_only=False)
+        flags = np.asarray(cube["day_complete"].values, dtype=bool)
+        if flags.any():
+            mean = cube["no2"].isel(time=np.flatnonzero(flags)).mean("time", skipna=True).values
+            region, legend = derive_region(mean)
+            write_static(out, "region", region, {"legend": legend})
+    report.days = [reports[i] for i in sorted(reports)]
+    for day_report in report.days:
+        if day_report.status == "skipped":
+            log.warning("skipped day %s: %s", day_report.day, "; ".join(day_report.problems))
+    update_cube_attrs(out, attrs)
+    stages["region_report"] = time.perf_counter() - mark
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+__all__ = [
+    "BuildReport",
+    "DayReport",
+    "build_cube",
+    "derive_region",
+    "find_sources",
+    "group_by_day",
+    "read_truth",
+]
