@@ -1,0 +1,143 @@
+"""Shapes, input checks, gradients and the config switch for the three model kinds."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import no2fusion
+from no2fusion.config import Config
+from no2fusion.models import (
+    MODEL_KINDS,
+    ConcatFusion,
+    CrossModalNO2Predictor,
+    SatelliteOnly,
+    build_model,
+)
+
+KINDS = sorted(MODEL_KINDS)
+
+
+def _inputs(batch: int = 2, channels: int = 2, h: int = 8, w: int = 16, steps: int = 24):
+    generator = torch.Generator().manual_seed(0)
+    sat = torch.randn(batch, channels, h, w, generator=generator)
+    aux = torch.randn(batch, steps, 13, generator=generator)
+    return sat, aux
+
+
+@pytest.mark.parametrize("stride", [1, 4])
+@pytest.mark.parametrize("kind", KINDS)
+def test_shapes_every_kind_and_stride(kind: str, stride: int, tiny: dict) -> None:
+    torch.manual_seed(0)
+    model = MODEL_KINDS[kind](2, 13, token_stride=stride, **tiny)
+    sat, aux = _inputs(h=8, w=16)
+    pred, attention = model(sat, aux)
+    assert pred.shape == (2, 8, 16)
+    assert attention is None
+    pred_a, attention = model(sat, aux, return_attention=True)
+    assert pred_a.shape == (2, 8, 16)
+    if kind == "cross_modal":
+        assert attention is not None
+        assert attention.shape == (2, 2, 4, (8 // stride) * (16 // stride), 24)
+    else:
+        assert attention is None
+
+
+def test_indivisible_size_and_wrong_inputs_raise_clear_errors(tiny: dict) -> None:
+    model = CrossModalNO2Predictor(2, 13, token_stride=4, **tiny)
+    sat, aux = _inputs(h=10, w=16)
+    with pytest.raises(ValueError, match="not divisible by token_stride 4"):
+        model(sat, aux)
+    sat, aux = _inputs(channels=3)
+    with pytest.raises(ValueError, match=r"satellite input must be \(B, 2, H, W\)"):
+        model(sat, aux)
+    sat, _ = _inputs()
+    with pytest.raises(ValueError, match="auxiliary input"):
+        model(sat, torch.randn(2, 24, 12))
+    with pytest.raises(ValueError, match="max_time_steps"):
+        model(sat, torch.randn(2, 49, 13))
+    with pytest.raises(ValueError, match="not divisible by num_attention_heads"):
+        CrossModalNO2Predictor(2, 13, **{**tiny, "num_attention_heads": 5})
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_parameter_gets_a_gradient(kind: str, tiny: dict) -> None:
+    torch.manual_seed(1)
+    model = MODEL_KINDS[kind](2, 13, token_stride=4, **{**tiny, "dropout": 0.1})
+    model.train()
+    sat, aux = _inputs(h=8, w=8)
+    pred, _ = model(sat, aux)
+    (pred**2).mean().backward()
+    missing = [
+        name
+        for name, parameter in model.named_parameters()
+        if parameter.grad is None or not torch.any(parameter.grad != 0)
+    ]
+    assert missing == []
+
+
+def test_stride_one_also_trains_every_parameter(tiny: dict) -> None:
+    torch.manual_seed(2)
+    model = CrossModalNO2Predictor(2, 13, token_stride=1, **tiny)
+    sat, aux = _inputs(h=8, w=8)
+    pred, _ = model(sat, aux)
+    pred.sum().backward()
+    assert all(p.grad is not None and torch.any(p.grad != 0) for p in model.parameters())
+
+
+def test_satellite_only_ignores_auxiliary_input(tiny: dict) -> None:
+    torch.manual_seed(3)
+    model = SatelliteOnly(2, 13, **tiny).eval()
+    sat, aux = _inputs()
+    with torch.no_grad():
+        first, _ = model(sat, aux)
+        second, _ = model(sat, torch.randn_like(aux))
+    torch.testing.assert_close(first, second, rtol=0, atol=0)
+    assert model.auxiliary_encoder is None
+
+
+def test_baselines_are_comparably_sized() -> None:
+    models = {kind: MODEL_KINDS[kind](2, 13, token_stride=4) for kind in KINDS}
+    sizes = {kind: sum(p.numel() for p in m.parameters()) for kind, m in models.items()}
+    # Concat keeps everything but swaps attention (Q, KV, O: 4 D^2) for a 2D -> D mix (2 D^2).
+    assert 0.9 < sizes["concat"] / sizes["cross_modal"] < 1.0
+    # Satellite-only drops the meteorology encoder (the ablated modality) and keeps a
+    # satellite path of the same size: same CNN, same token layers' width/count, same head.
+    aux_size = sum(p.numel() for p in models["cross_modal"].auxiliary_encoder.parameters())
+    ratio = sizes["satellite_only"] / (sizes["cross_modal"] - aux_size)
+    assert 0.9 < ratio < 1.0
+
+
+def test_seed_snippet_runs_as_written() -> None:
+    torch.manual_seed(0)
+    satellite_data = torch.randn(2, 1, 16, 16)
+    auxiliary_data = torch.randn(2, 24, 13)
+    model = no2fusion.CrossModalNO2Predictor(
+        satellite_in_channels=1,
+        auxiliary_feature_dim=13,
+        embed_dim=256,
+        num_attention_heads=8,
+        num_attention_layers=2,
+    )
+    predictions, attention = model(satellite_data, auxiliary_data)
+    assert predictions.shape == (2, 16, 16)
+    assert attention is None
+    assert torch.isfinite(predictions).all()
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("cross_modal", CrossModalNO2Predictor),
+        ("concat", ConcatFusion),
+        ("satellite_only", SatelliteOnly),
+    ],
+)
+def test_build_model_kind_switch(test_config: Config, kind: str, expected: type) -> None:
+    config = test_config.model.model_copy(update={"kind": kind, "token_stride": 2})
+    model = build_model(config, satellite_in_channels=3)
+    assert type(model) is expected
+    assert model.token_stride == 2
+    assert model.embed_dim == test_config.model.embed_dim
+    pred, _ = model(torch.randn(1, 3, 16, 16), torch.randn(1, 24, 13))
+    assert pred.shape == (1, 16, 16)
