@@ -47,7 +47,7 @@ class BBox:
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> BBox:
-        """Build from the seed's dict form ``{'lat_min':..,'lat_max':..,'lon_min':..,'lon_max':..}``."""
+        """Build from the seed's dict form with keys lat_min, lat_max, lon_min, lon_max."""
         try:
             return cls(
                 float(values["lat_min"]),
