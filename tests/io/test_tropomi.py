@@ -128,6 +128,22 @@ def test_qa_mask_on_the_raw_integer_scale() -> None:
     assert tropomi.qa_mask(qa, 0.5).tolist() == [True, True, True, False, True, False]
 
 
+@pytest.mark.parametrize(
+    ("threshold", "first_kept_raw"),
+    [(0.735, 74), (0.745, 75), (0.755, 76), (0.7, 71), (0.29, 30), (0.0, 1), (0.999, 100)],
+)
+def test_qa_threshold_between_raw_steps_keeps_exactly_the_values_above_it(
+    threshold: float, first_kept_raw: int
+) -> None:
+    """``qa_value > threshold`` for a threshold that is not a multiple of 0.01: e.g. 0.735
+    keeps raw 74 (0.74 > 0.735) and rejects raw 73; rounding the threshold to the raw scale
+    (74 by round-half-even) would reject raw 74 as well."""
+    raw = np.arange(101)
+    qa = (raw * np.float32(0.01)).astype(np.float32)  # decoded as the reader does
+    kept = tropomi.qa_mask(qa, threshold)
+    assert raw[kept].tolist() == list(range(first_kept_raw, 101))
+
+
 def test_all_pixels_failing_qa_is_a_clear_error(tmp_path: Path) -> None:
     path = write_tropomi_l2(make_swath(qa=0.4), tmp_path)
     loader = SentinelDataLoader()
@@ -192,8 +208,61 @@ def test_bbox_reads_only_the_scanlines_it_needs(
     np.testing.assert_array_equal(ds["latitude_bounds"].values, swath.latitude_bounds[20:23])
     no2_reads = [rows for name, rows in reads if name == "no2"]
     assert no2_reads == [slice(20, 23)]
-    lon_reads = [rows for name, rows in reads if name == "longitude_bounds"]
-    assert lon_reads[0] == slice(20, 23)  # only the latitude-candidate rows
+    # the corner bounds are read once each, only for the candidate rows near the box (centre
+    # within two footprints: 2 x 0.2 deg = 2 scanlines either side), never in full
+    for name in ("latitude_bounds", "longitude_bounds"):
+        (bounds_rows,) = [rows for n, rows in reads if n == name]
+        assert 18 <= bounds_rows.start <= 20 and 23 <= bounds_rows.stop <= 25
+
+
+def _reference_rows(swath: L2Swath, bbox: dict[str, float]) -> list[int]:
+    """Brute force over every pixel's corners: scanlines with a pixel touching ``bbox``
+    (corner longitudes unwrapped to their first corner, tried at -360/0/+360)."""
+    lat_b = swath.latitude_bounds.astype(np.float64)
+    lon_b = swath.longitude_bounds.astype(np.float64)
+    lat_hit = (np.nanmax(lat_b, -1) > bbox["lat_min"]) & (np.nanmin(lat_b, -1) < bbox["lat_max"])
+    d = lon_b - lon_b[..., :1]
+    lon_b = np.where(d > 180, lon_b - 360, np.where(d < -180, lon_b + 360, lon_b))
+    lo, hi = np.nanmin(lon_b, -1), np.nanmax(lon_b, -1)
+    lon_hit = np.zeros(lo.shape, bool)
+    for shift in (-360.0, 0.0, 360.0):
+        lon_hit |= (hi + shift > bbox["lon_min"]) & (lo + shift < bbox["lon_max"])
+    return np.flatnonzero((lat_hit & lon_hit).any(-1)).tolist()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_bbox_rows_match_brute_force_on_tilted_swaths(tmp_path: Path, seed: int) -> None:
+    """The centre-first row search finds exactly the scanlines a full corner scan finds, on
+    swaths tilted like an orbit (latitude also varying across track), wrapped across the
+    antimeridian for some seeds, for boxes at and beyond the swath's edges."""
+    rng = np.random.default_rng(seed)
+    swath = make_swath(n_scan=60, n_ground=30, lat=(40.0, 52.0), lon=(170.0, 185.0))
+    tilt = rng.uniform(-0.05, 0.05)  # deg of latitude per ground pixel
+    swath.latitude_bounds += (tilt * (swath.longitude_bounds - 170.0) / 0.5).astype(np.float32)
+    swath.latitude += (tilt * (swath.longitude - 170.0) / 0.5).astype(np.float32)
+    swath.longitude_bounds[swath.longitude_bounds > 180] -= 360
+    swath.longitude[swath.longitude > 180] -= 360
+    path = write_tropomi_l2(swath, tmp_path)
+    loader = SentinelDataLoader()
+    for _ in range(8):
+        lat0 = rng.uniform(38.0, 53.0)
+        lon0 = rng.uniform(-180.0, 179.0) if rng.random() < 0.3 else rng.uniform(168.0, 179.0)
+        bbox = {
+            "lat_min": lat0,
+            "lat_max": lat0 + rng.uniform(0.05, 2.0),
+            "lon_min": lon0,
+            "lon_max": min(180.0, lon0 + rng.uniform(0.05, 3.0)),
+        }
+        expected = _reference_rows(swath, bbox)
+        if not expected:
+            with pytest.raises(NoDataError):
+                loader.load_tropomi_no2(path, bbox=bbox)
+            continue
+        ds = loader.load_tropomi_no2(path, bbox=bbox)
+        assert ds["scanline"].values.tolist() == list(range(expected[0], expected[-1] + 1))
+        np.testing.assert_array_equal(
+            ds["longitude_bounds"].values, swath.longitude_bounds[expected[0] : expected[-1] + 1]
+        )
 
 
 def test_bbox_across_the_antimeridian(tmp_path: Path) -> None:

@@ -427,6 +427,29 @@ def test_existing_store_with_another_layout_is_refused(
         )
 
 
+@pytest.mark.parametrize(
+    "pipeline",
+    [
+        PipelineConfig(workers=1, qa_threshold=0.5, align=AlignConfig(steps=6)),
+        PipelineConfig(workers=1, align=AlignConfig(steps=6, method="window", window_hours=3.0)),
+    ],
+    ids=["qa_threshold", "align_method"],
+)
+def test_rerun_with_other_processing_settings_is_refused(
+    built: tuple[World, Path], tmp_path: Path, pipeline: PipelineConfig
+) -> None:
+    """Complete days are skipped on a re-run, so a re-run with another QA threshold or
+    alignment would mix days processed two ways under one set of attributes: refused, and the
+    store is left as it was."""
+    world, out = built
+    copy = tmp_path / "cube.zarr"
+    shutil.copytree(out, copy)
+    attrs_before = dict(open_cube(copy).attrs)
+    with pytest.raises(NoDataError, match="was built with"):
+        build_cube(world.root, copy, GRID, pipeline, progress=False)
+    assert dict(open_cube(copy).attrs) == attrs_before
+
+
 def test_derive_region_quantile_classes() -> None:
     mean = np.arange(100, dtype=float).reshape(10, 10)
     mean[0, 0] = np.nan

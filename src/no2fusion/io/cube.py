@@ -383,19 +383,27 @@ def write_day(path: str | Path, index: int, values: Mapping[str, NDArray[Any]]) 
             raise ValueError(f"'{name}' is not a per-day cube variable")
         prepared[name] = _encode_day(name, np.asarray(array))
     store = zarr.storage.LocalStore(str(path))
-    # all arrays of the day are opened and written concurrently on zarr's event loop: the
-    # per-call overhead (~2-3 ms each) then overlaps instead of adding up
+    # all arrays of the day are written concurrently on zarr's event loop (the per-call
+    # overhead then overlaps instead of adding up), then the flag, last
     sync(_write_arrays(store, index, prepared))
     _set_day_complete(store, index)
 
 
 async def _write_arrays(store: Any, index: int, prepared: Mapping[str, NDArray[Any]]) -> None:
     import zarr.api.asynchronous as zarr_async
+    from zarr import AsyncArray
 
     names = list(prepared)
-    targets = await asyncio.gather(
-        *(zarr_async.open_array(store=store, path=name, mode="r+") for name in names)
-    )
+    # the array metadata comes from the store's consolidated metadata (one read instead of one
+    # per array; ``create_cube`` writes it, and shapes and codecs never change afterwards)
+    group = await zarr_async.open_group(store=store, mode="r+", use_consolidated=None)
+    targets = []
+    for name, target in zip(
+        names, await asyncio.gather(*(group.getitem(name) for name in names)), strict=True
+    ):
+        if not isinstance(target, AsyncArray):
+            raise ValueError(f"'{name}' is a group in the cube, not an array")
+        targets.append(target)
     for name, target in zip(names, targets, strict=True):
         array = prepared[name]
         if tuple(target.shape[1:]) != array.shape:

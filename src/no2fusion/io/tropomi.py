@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import glob
 import json
+import math
 import re
 import warnings
 from collections.abc import Sequence
@@ -187,6 +188,9 @@ class _L2File:
                 path,
             ) from None
         self.root.set_auto_maskandscale(False)
+        # decoded arrays read by ``scanline_range``, reused by ``to_dataset``: name -> (first
+        # scanline, values)
+        self._cache: dict[str, tuple[int, NDArray[np.float32]]] = {}
         try:
             self.vars = self._find_variables()
         except Exception:
@@ -276,28 +280,58 @@ class _L2File:
 
     def scanline_range(self, bbox: BBox) -> tuple[int, int] | None:
         """[first, stop) of the scanlines with a pixel whose corners can touch ``bbox``; None
-        when no pixel does. Latitude bounds are read in full (cheap), longitude bounds only
-        for the scanlines already within the latitude range."""
-        lat_b = _decode_float(
-            self.vars["latitude_bounds"], self.read("latitude_bounds", slice(None))
-        )
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            lat_min = np.nanmin(lat_b, axis=2)  # (scanline, ground_pixel)
-            lat_max = np.nanmax(lat_b, axis=2)
-        lat_hit = (lat_max > bbox.lat_min) & (lat_min < bbox.lat_max)
-        rows = np.flatnonzero(lat_hit.any(axis=1))
-        if rows.size == 0:
+        when no pixel does.
+
+        Two steps, so that the (4x larger) corner bounds are read only near the box:
+
+        1. candidates: scanlines with a pixel CENTRE latitude within ``margin`` of the box,
+           where ``margin`` is two pixel footprints (twice the largest along- plus across-track
+           centre spacing in latitude, ``_footprint_margin``), so every pixel whose corners
+           reach the box has its centre inside the widened box; a non-finite centre counts as
+           a candidate (it is decided on its bounds);
+        2. exact: the corner bounds of the candidate scanlines decide, as before (latitude
+           overlap, longitude overlap with the antimeridian handled by ``_lon_touches``).
+
+        The decoded centres and bounds are kept for ``to_dataset`` (no second read).
+        """
+        lat = _decode_float(self.vars["latitude"], self.read("latitude", slice(None)))
+        self._cache = {"latitude": (0, lat)}
+        margin = _footprint_margin(lat)
+        if margin is None:  # fewer than 2x2 finite pixels: no spacing to derive a margin from
+            first, stop = 0, self.n_scanlines
+        else:
+            with np.errstate(invalid="ignore"):
+                near = (lat + margin > bbox.lat_min) & (lat - margin < bbox.lat_max)
+            candidates = np.flatnonzero((near | ~np.isfinite(lat)).any(axis=1))
+            if candidates.size == 0:
+                return None
+            first, stop = int(candidates[0]), int(candidates[-1]) + 1
+        rows = slice(first, stop)
+        lat_b = _decode_float(self.vars["latitude_bounds"], self.read("latitude_bounds", rows))
+        lon_b = _decode_float(self.vars["longitude_bounds"], self.read("longitude_bounds", rows))
+        self._cache["latitude_bounds"] = (first, lat_b)
+        self._cache["longitude_bounds"] = (first, lon_b)
+        lat_min, lat_max = _corner_min_max(lat_b)  # (scanline, ground_pixel), NaN corners ignored
+        with np.errstate(invalid="ignore"):
+            lat_hit = (lat_max > bbox.lat_min) & (lat_min < bbox.lat_max)
+        hit = lat_hit & _lon_touches(lon_b, bbox.lon_min, bbox.lon_max)
+        found = np.flatnonzero(hit.any(axis=1))
+        if found.size == 0:
             return None
-        first, stop = int(rows[0]), int(rows[-1]) + 1
-        lon_b = _decode_float(
-            self.vars["longitude_bounds"], self.read("longitude_bounds", slice(first, stop))
-        )
-        hit = lat_hit[first:stop] & _lon_touches(lon_b, bbox.lon_min, bbox.lon_max)
-        rows = np.flatnonzero(hit.any(axis=1))
-        if rows.size == 0:
-            return None
-        return first + int(rows[0]), first + int(rows[-1]) + 1
+        return first + int(found[0]), first + int(found[-1]) + 1
+
+    def _decoded(self, name: str, rows: slice) -> NDArray[np.float32]:
+        """Decoded float variable for ``rows`` (start/stop given), from the cache of
+        ``scanline_range`` when it holds those rows, else read from the file."""
+        cached = self._cache.get(name)
+        if cached is not None and rows.start is not None and rows.stop is not None:
+            offset, values = cached
+            start, stop = int(rows.start) - offset, int(rows.stop) - offset
+            if 0 <= start <= stop <= values.shape[0]:
+                # a copy when it is a part: the dataset must not keep the whole file's array
+                part = values[start:stop]
+                return part if part.shape[0] == values.shape[0] else part.copy()
+        return _decode_float(self.vars[name], self.read(name, rows))
 
     def to_dataset(self, rows: slice) -> xr.Dataset:
         """Canonical dataset of scanlines ``rows`` (see the module docstring)."""
@@ -310,15 +344,9 @@ class _L2File:
             _decode_qa(self.vars["qa_value"], self.read("qa_value", rows)),
         )
         for name in ("latitude", "longitude"):
-            data[name] = (
-                ("scanline", "ground_pixel"),
-                _decode_float(self.vars[name], self.read(name, rows)),
-            )
+            data[name] = (("scanline", "ground_pixel"), self._decoded(name, rows))
         for name in _CORNER_VARS:
-            data[name] = (
-                ("scanline", "ground_pixel", "corner"),
-                _decode_float(self.vars[name], self.read(name, rows)),
-            )
+            data[name] = (("scanline", "ground_pixel", "corner"), self._decoded(name, rows))
         data["time"] = (("scanline",), self._scanline_time(rows))
         n_rows = data["time"][1].shape[0]
         data["source_file"] = (("scanline",), np.full(n_rows, str(self.path), dtype=object))
@@ -356,19 +384,48 @@ class _L2File:
         return times
 
 
+def _footprint_margin(lat: NDArray[np.float32]) -> float | None:
+    """A safe latitude margin, degrees, between a pixel centre and any of its corners: twice
+    (largest along-track + largest across-track centre spacing in latitude) of ``lat``
+    (scanline, ground_pixel). A corner lies within one neighbour spacing of its centre on a
+    contiguous swath, so this holds with a factor of two to spare. None when the spacing
+    cannot be measured (fewer than 2 scanlines or ground pixels, or no finite neighbours)."""
+    if lat.shape[0] < 2 or lat.shape[1] < 2:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN differences -> NaN
+        along = np.nanmax(np.abs(np.diff(lat, axis=0)))
+        across = np.nanmax(np.abs(np.diff(lat, axis=1)))
+    margin = 2.0 * (float(along) + float(across))
+    return margin if np.isfinite(margin) and margin > 0 else None
+
+
+def _corner_min_max(bounds: NDArray[Any]) -> tuple[NDArray[Any], NDArray[Any]]:
+    """Min and max over the 4 corners (last axis) ignoring NaN corners (NaN only when all 4
+    are NaN), as element-wise ``fmin``/``fmax``: much cheaper than ``nanmin`` over a length-4
+    axis."""
+    c0, c1, c2, c3 = (bounds[..., k] for k in range(4))
+    return np.fmin(np.fmin(c0, c1), np.fmin(c2, c3)), np.fmax(np.fmax(c0, c1), np.fmax(c2, c3))
+
+
 def _lon_touches(lon_b: NDArray[np.float32], lon_min: float, lon_max: float) -> NDArray[np.bool_]:
     """(scanline, ground_pixel) True where a pixel's corner longitudes (unwrapped to within
     ±180 deg of its first corner; also tried shifted by ∓360 deg) overlap [lon_min, lon_max]."""
-    lon = lon_b.astype(np.float64)
-    d = lon - lon[..., :1]
-    lon = np.where(d > 180, lon - 360, np.where(d < -180, lon + 360, lon))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        lo = np.nanmin(lon, axis=-1)
-        hi = np.nanmax(lon, axis=-1)
+    lo32, hi32 = _corner_min_max(lon_b)
+    lo, hi = lo32.astype(np.float64), hi32.astype(np.float64)
+    # Only a pixel spanning more than 180 deg can have a corner more than 180 deg from its
+    # first corner; unwrap just those (the antimeridian crossers; few or none per file).
+    with np.errstate(invalid="ignore"):
+        wide = hi - lo > 180.0
+    if wide.any():
+        lon = lon_b[wide].astype(np.float64)  # (n_wide, corner)
+        d = lon - lon[:, :1]
+        lon = np.where(d > 180, lon - 360, np.where(d < -180, lon + 360, lon))
+        lo[wide], hi[wide] = _corner_min_max(lon)
     hit = np.zeros(lo.shape, dtype=bool)
-    for shift in (0.0, -360.0, 360.0):
-        hit |= (hi + shift > lon_min) & (lo + shift < lon_max)
+    with np.errstate(invalid="ignore"):
+        for shift in (0.0, -360.0, 360.0):
+            hit |= (hi + shift > lon_min) & (lo + shift < lon_max)
     return hit
 
 
@@ -394,12 +451,15 @@ def qa_mask(qa_value: NDArray[np.floating], threshold: float) -> NDArray[np.bool
     """True where a pixel passes the QA filter ``qa_value > threshold``.
 
     The comparison is done on the raw integer scale of the product (qa_value = raw × 0.01,
-    FORMATS A.5): keep ``raw > round(100 · threshold)``, so raw 75 fails at 0.75 and raw 76
-    passes, with no float rounding surprise. NaN (fill) fails.
+    FORMATS A.5): keep ``raw > floor(100 · threshold)`` (the tiny epsilon absorbs float error
+    such as 0.29 · 100 = 28.999…), so raw 75 fails at 0.75 and raw 76 passes, with no float
+    rounding surprise, and a threshold between two raw steps (0.735) keeps the raw value just
+    above it (74). NaN (fill) fails.
     """
     raw = np.rint(np.asarray(qa_value, dtype=np.float64) * QA_STEPS)
+    cut = math.floor(threshold * QA_STEPS + 1e-6)  # largest raw value that is NOT > threshold
     with np.errstate(invalid="ignore"):
-        return np.asarray(raw > round(threshold * QA_STEPS))
+        return np.asarray(raw > cut)
 
 
 def filter_pixels(data: xr.Dataset, threshold: float) -> xr.Dataset:

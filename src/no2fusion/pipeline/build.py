@@ -519,6 +519,13 @@ def _build(
                 "remove it or choose another --out",
                 out,
             )
+        differs = _settings_differ(out, pipeline)
+        if differs:
+            raise NoDataError(
+                f"the existing cube was built with {differs}; its complete days would be kept "
+                "and mixed with days processed otherwise: remove it or choose another --out",
+                out,
+            )
         complete = completed_days(out)
     else:
         complete = np.zeros(days.size, dtype=bool)
@@ -633,6 +640,31 @@ def _build(
             log.warning("skipped day %s: %s", day_report.day, "; ".join(day_report.problems))
     update_cube_attrs(out, attrs)
     stages["region_report"] = time.perf_counter() - mark
+
+
+def _settings_differ(out: Path, pipeline: PipelineConfig) -> str | None:
+    """None when the existing cube at ``out`` was processed with this QA threshold and this
+    alignment (global attributes ``qa_threshold``, ``align_method``, ``align_window_hours``;
+    an attribute the store lacks is not compared), else what differs, e.g.
+    ``qa_threshold=0.75 (this build: 0.5)``."""
+    stored = open_cube(out, complete_only=False).attrs
+    wanted: dict[str, float | str] = {
+        "qa_threshold": float(pipeline.qa_threshold),
+        "align_method": pipeline.align.method,
+        "align_window_hours": float(pipeline.align.window_hours),
+    }
+    for key, value in wanted.items():
+        if key not in stored:
+            continue
+        have = stored[key]
+        same = (
+            np.isclose(float(have), value, rtol=0, atol=1e-9)
+            if isinstance(value, float)
+            else str(have) == value
+        )
+        if not same:
+            return f"{key}={have} (this build: {value})"
+    return None
 
 
 def _now() -> str:
