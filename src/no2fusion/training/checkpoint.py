@@ -1,0 +1,146 @@
+"""Checkpoints: atomic writes, safe loading, and the loader evaluation and prediction use.
+
+Sits in ``training/``; ``evaluation/`` and ``report/`` get a trained model only through
+``load_checkpoint``. A checkpoint is Lightning's dict (model ``state_dict``, optimizer states,
+loop and callback states, for ``--resume``) plus ``checkpoint["no2fusion"]`` holding plain types
+only: the resolved config (``Config.model_dump(mode="json")``), both normalizers' statistics,
+the split days (ISO dates), the satellite channel count, package/torch/lightning versions, the
+epoch history and the torch RNG state. Everything loads with ``torch.load(weights_only=True)``,
+so opening a checkpoint never executes pickled code.
+
+Writes go to a temporary file in the same folder followed by ``os.replace``: a crash mid-write
+leaves the previous ``best.ckpt`` / ``last.ckpt`` untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from torch import nn
+
+from no2fusion.config import Config, config_from_dict
+from no2fusion.data.dataset import Normalizers
+from no2fusion.data.splits import Split
+from no2fusion.errors import InputFileError
+from no2fusion.models import build_model
+
+META_KEY = "no2fusion"
+BEST_NAME = "best"
+LAST_NAME = "last"
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temp file beside ``path``, fsync, then ``os.replace`` (atomic)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint I/O whose saves are atomic (temp file + ``os.replace``)."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None
+    ) -> None:
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO does not take storage_options")
+        atomic_torch_save(checkpoint, path)
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages that shape a checkpoint."""
+    import lightning
+
+    from no2fusion import __version__
+
+    return {
+        "no2fusion": str(__version__),
+        "torch": str(torch.__version__),  # a TorchVersion, which weights_only refuses
+        "lightning": str(lightning.__version__),
+    }
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The raw checkpoint dict, loaded with ``weights_only=True`` on the CPU.
+
+    Raises ``InputFileError`` for a missing, truncated or foreign file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError("no such checkpoint", path)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated zip, pickle refused by weights_only, ...
+        reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+        raise InputFileError(f"not a readable checkpoint ({reason})", path) from None
+    if (
+        not isinstance(checkpoint, dict)
+        or META_KEY not in checkpoint
+        or "state_dict" not in checkpoint
+    ):
+        raise InputFileError("not a no2fusion checkpoint (no model state or run metadata)", path)
+    return checkpoint
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """``checkpoint["no2fusion"]`` (config, normalizers, split, versions, history)."""
+    return dict(read_checkpoint(path)[META_KEY])
+
+
+def model_state_dict(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The wrapped network's weights: the LightningModule's ``model.`` prefix removed."""
+    prefix = "model."
+    return {
+        k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)
+    }
+
+
+def load_checkpoint(path: str | Path) -> tuple[nn.Module, Config, Normalizers, dict[str, Any]]:
+    """Rebuild a trained model from a checkpoint written by ``train_model``.
+
+    Returns ``(model, config, normalizers, meta)``: the model in eval mode on the CPU (inputs
+    and outputs in normalized units); the resolved run ``Config``; the fitted ``Normalizers``
+    (``normalizers.no2.inverse_transform`` maps predictions to umol m-2); and ``meta`` with
+    ``split`` (a ``data.splits.Split``), ``satellite_in_channels``, ``versions``, ``history``,
+    ``epoch`` and ``global_step``.
+    """
+    path = Path(path)
+    checkpoint = read_checkpoint(path)
+    stored = checkpoint[META_KEY]
+    try:
+        config = config_from_dict(stored["config"], source=f"{path} (stored config)")
+        normalizers = Normalizers.from_dict(stored["normalizers"])
+        channels = int(stored["satellite_in_channels"])
+        split = Split.from_dict(stored["split"])
+    except KeyError as missing:
+        raise InputFileError(f"checkpoint metadata lacks {missing}", path) from None
+    model = build_model(config.model, satellite_in_channels=channels)
+    try:
+        model.load_state_dict(model_state_dict(checkpoint))
+    except RuntimeError as error:
+        first = str(error).splitlines()[0]
+        raise InputFileError(
+            f"weights do not fit the stored model config ({first})", path
+        ) from None
+    model.eval()
+    meta = {
+        **{k: v for k, v in stored.items() if k not in ("config", "normalizers", "split")},
+        "split": split,
+        "epoch": int(checkpoint.get("epoch", -1)),
+        "global_step": int(checkpoint.get("global_step", -1)),
+    }
+    return model, config, normalizers, meta

@@ -1,0 +1,189 @@
+"""The LightningModule: masked loss, optimizer groups, epoch metrics, divergence stop.
+
+Sits in ``training/`` between ``models/`` (the ``nn.Module`` it wraps) and ``train.py`` /
+``trainer.py`` (which hand it to a Lightning ``Trainer``). Batches are the dicts of
+``data.dataset`` (``sat``, ``aux``, ``target``, ``target_mask``, ``weight``) or, for the seed
+API, tuples ``(sat, aux, target[, mask])`` whose target marks missing cells with NaN.
+
+Epoch metrics are exact per-cell means: sums and valid-cell counts are accumulated over the
+epoch (and summed over DDP ranks), then divided once. Validation RMSE is also reported in
+physical units (umol m-2 and molec cm-2) through the NO2 normalizer's IQR: the normalization
+is affine, so an error of ``e`` normalized units is ``e * IQR`` umol m-2.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor, nn
+
+from no2fusion.config import TrainingConfig
+from no2fusion.errors import TrainingDivergedError
+from no2fusion.training.losses import masked_loss_terms
+from no2fusion.training.regime import learning_rates, parameter_groups
+from no2fusion.vocab import UMOL_M2_TO_MOLEC_CM2
+
+HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "val_rmse", "val_rmse_umol_m2", "lr")
+
+
+def unpack_batch(batch: Any) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+    """(sat (B,C,H,W), aux (B,T,F), target (B,H,W), mask (B,H,W) bool, weight (B,H,W) | None)."""
+    if isinstance(batch, dict):
+        return (
+            batch["sat"],
+            batch["aux"],
+            batch["target"],
+            batch["target_mask"].to(torch.bool),
+            batch.get("weight"),
+        )
+    if isinstance(batch, (tuple, list)) and len(batch) in (3, 4):
+        sat, aux, target = batch[0], batch[1], batch[2]
+        mask = batch[3].to(torch.bool) if len(batch) == 4 else torch.isfinite(target)
+        return sat, aux, target, mask, None
+    raise TypeError(
+        "a batch must be a dict with sat/aux/target/target_mask or a tuple "
+        f"(sat, aux, target[, mask]); got {type(batch).__name__}"
+    )
+
+
+class NO2LightningModule(pl.LightningModule):
+    """Trains ``model`` (``forward(sat, aux) -> (pred, attention)`` or ``pred``).
+
+    Args:
+        model: the network; predictions in normalized NO2 units, (B, H, W).
+        config: the training section (loss, LRs, weight decay).
+        no2_iqr: the NO2 normalizer's IQR in umol m-2 (None: no physical-unit metric).
+        meta: plain-typed run metadata stored in every checkpoint under ``"no2fusion"``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config: TrainingConfig,
+        no2_iqr: float | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.config = config
+        self.no2_iqr = no2_iqr
+        self.meta: dict[str, Any] = dict(meta or {})
+        self.history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
+        self._train_sums = torch.zeros(2, dtype=torch.float64)  # (loss sum, batches)
+        self._val_sums = torch.zeros(4, dtype=torch.float64)  # (loss sum, weight, sse, cells)
+        self._recorded_epoch = -1
+
+    # ------------------------------------------------------------------ forward / loss
+    def forward(self, sat: Tensor, aux: Tensor) -> Tensor:
+        """Prediction (B, H, W) in normalized units."""
+        out = self.model(sat, aux)
+        return out[0] if isinstance(out, (tuple, list)) else out
+
+    def _loss_terms(self, batch: Any) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        sat, aux, target, mask, weight = unpack_batch(batch)
+        pred = self(sat, aux).float()  # (B, H, W); loss in fp32 under bf16 autocast
+        use_weight = weight if self.config.loss == "weighted_mae" else None
+        total, count = masked_loss_terms(
+            pred, target.float(), mask, self.config.loss, self.config.huber_delta, use_weight
+        )
+        return total, count, pred, target, mask
+
+    # ------------------------------------------------------------------ training
+    def on_train_epoch_start(self) -> None:
+        self._train_sums = torch.zeros(2, dtype=torch.float64)
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        total, count, _, _, _ = self._loss_terms(batch)
+        loss = total / torch.where(count > 0, count, torch.ones_like(count))
+        finite = bool(torch.isfinite(loss))
+        if not self.trainer.strategy.reduce_boolean_decision(finite, all=True):
+            raise TrainingDivergedError(
+                f"training diverged: non-finite loss ({loss.item()}) at epoch "
+                f"{self.current_epoch}, batch {batch_idx}; the last good checkpoint is kept "
+                "(try a lower learning rate or stronger gradient clipping)"
+            )
+        batch_size = int(unpack_batch(batch)[0].shape[0])
+        self.log(
+            "train_loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=batch_size
+        )
+        self._train_sums += torch.tensor([float(loss.detach()), 1.0], dtype=torch.float64)
+        return loss
+
+    # ------------------------------------------------------------------ validation
+    def on_validation_epoch_start(self) -> None:
+        self._val_sums = torch.zeros(4, dtype=torch.float64)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        total, count, pred, target, mask = self._loss_terms(batch)
+        valid = mask & torch.isfinite(target)
+        error = torch.where(valid, pred - torch.where(valid, target.float(), 0.0), 0.0)
+        sse = (error**2).sum()
+        self._val_sums += torch.stack([total, count, sse, valid.sum()]).detach().double().cpu()
+
+    def _reduced(self, sums: Tensor) -> Tensor:
+        if self.trainer.world_size > 1:
+            sums = self.trainer.strategy.reduce(sums.to(self.device), reduce_op="sum").cpu()
+        return sums
+
+    def on_validation_epoch_end(self) -> None:
+        loss_sum, weight, sse, cells = self._reduced(self._val_sums).tolist()
+        val_loss = loss_sum / weight if weight > 0 else math.nan
+        rmse = math.sqrt(sse / cells) if cells > 0 else math.nan
+        metrics = {"val_loss": val_loss, "val_rmse": rmse}
+        if self.no2_iqr is not None:
+            metrics["val_rmse_umol_m2"] = rmse * self.no2_iqr
+            metrics["val_rmse_molec_cm2"] = rmse * self.no2_iqr * UMOL_M2_TO_MOLEC_CM2
+        for name, value in metrics.items():
+            self.log(
+                name, value, prog_bar=name in ("val_loss", "val_rmse_umol_m2"), sync_dist=False
+            )
+        if not self.trainer.sanity_checking:
+            self._record_epoch(metrics)
+
+    # ------------------------------------------------------------------ history
+    def _record_epoch(self, metrics: dict[str, float]) -> None:
+        """Append this epoch to ``history`` (called once per epoch, at validation end)."""
+        loss_sum, batches = self._reduced(self._train_sums).tolist()
+        rates = learning_rates(self.current_epoch, self.config)
+        self.history["epoch"].append(float(self.current_epoch))
+        self.history["train_loss"].append(loss_sum / batches if batches > 0 else math.nan)
+        self.history["val_loss"].append(metrics.get("val_loss", math.nan))
+        self.history["val_rmse"].append(metrics.get("val_rmse", math.nan))
+        self.history["val_rmse_umol_m2"].append(metrics.get("val_rmse_umol_m2", math.nan))
+        self.history["lr"].append(rates["fusion_head"])
+        self.log("train_loss_epoch", self.history["train_loss"][-1], sync_dist=False)
+        self._recorded_epoch = self.current_epoch
+
+    def on_train_epoch_end(self) -> None:
+        if self._recorded_epoch != self.current_epoch:
+            self._record_epoch({})  # no validation ran this epoch
+
+    # ------------------------------------------------------------------ optimizer
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        groups = parameter_groups(self.model)
+        rates = learning_rates(self.current_epoch, self.config)
+        for group in groups:
+            group["lr"] = rates[group["name"]]
+        return torch.optim.AdamW(
+            groups, lr=rates["fusion_head"], weight_decay=self.config.weight_decay
+        )
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["no2fusion"] = {
+            **self.meta,
+            "history": {key: list(values) for key, values in self.history.items()},
+            "torch_rng_state": torch.get_rng_state(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        stored = checkpoint.get("no2fusion", {})
+        history = stored.get("history")
+        if history:
+            self.history = {key: [float(v) for v in history.get(key, [])] for key in HISTORY_KEYS}
+        rng = stored.get("torch_rng_state")
+        if isinstance(rng, Tensor):
+            torch.set_rng_state(rng)

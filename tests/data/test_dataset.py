@@ -1,0 +1,211 @@
+"""Cube -> samples: normalizers fit on train only, lead/gap-fill inputs, tile-mean meteorology,
+tiles, skipped samples and one-line errors for bad cubes."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from no2fusion.config import DataConfig, SplitConfig
+from no2fusion.data.datamodule import NO2DataModule
+from no2fusion.data.dataset import CubeArrays, EpochSampler, NO2TileDataset, fit_normalizers
+from no2fusion.data.splits import blocked_split
+from no2fusion.data.tiles import Tile, covering_origins, covering_tiles
+from no2fusion.errors import ConfigError, CubeSchemaError, NoDataError
+from no2fusion.io.cube import open_cube
+
+SPLIT = SplitConfig(block_days=7, buffer_days=1, val_fraction=0.2, test_fraction=0.2, seed=0)
+
+
+def _data(**kwargs: object) -> DataConfig:
+    values: dict[str, object] = {"tile_size": 16, "split": SPLIT, "batch_size": 4}
+    values.update(kwargs)
+    return DataConfig(**values)  # type: ignore[arg-type]
+
+
+def test_normalizers_are_fit_on_training_days_only(make_cube) -> None:  # type: ignore[no-untyped-def]
+    arrays = CubeArrays(open_cube(make_cube(days=60)))
+    split = blocked_split(arrays.times, SPLIT)
+    normalizers = fit_normalizers(arrays, split.train, (-10.0, 10.0))
+    train = arrays.no2[arrays.indices_of(split.train)]
+    train_valid = train[np.isfinite(train)]
+    q25, q50, q75 = np.quantile(train_valid, [0.25, 0.5, 0.75])
+    assert float(normalizers.no2.median_) == pytest.approx(q50)  # type: ignore[arg-type]
+    assert float(normalizers.no2.iqr_) == pytest.approx(q75 - q25)  # type: ignore[arg-type]
+    everything = arrays.no2[np.isfinite(arrays.no2)]
+    # no2 grows by 1 umol m-2 per day, so statistics over all days would differ
+    assert np.median(everything) != pytest.approx(q50)
+    # features: per feature, f + 0.01 t + 0.1 * (area-weighted mean met_lat index)
+    feature_median = np.asarray(normalizers.features.median_)
+    assert feature_median.shape == (13,)
+    assert np.allclose(np.diff(feature_median), 1.0, atol=1e-4)
+
+
+def test_sample_contents_lead_one(make_cube) -> None:  # type: ignore[no-untyped-def]
+    path = make_cube(days=60, absent_days=(20,), empty_days=(30,))
+    module = NO2DataModule(path, _data(), clip_range=(-0.5, 0.5), seed=3)
+    module.setup()
+    data = module.datasets["val"]
+    arrays = module.arrays
+    assert arrays is not None and module.normalizers is not None
+    median = float(module.normalizers.no2.median_)  # type: ignore[arg-type]
+    iqr = float(module.normalizers.no2.iqr_)  # type: ignore[arg-type]
+    largest_target = 0.0
+    for index in range(len(data)):
+        sample = data[index]
+        t = int(sample["day_index"])
+        day = arrays.times[t]
+        t_in = arrays.index_of(day - np.timedelta64(1, "D"))
+        assert t_in is not None  # lead 1: the previous calendar day is the input
+        x, y = arrays.no2[t_in], arrays.no2[t]
+        sat = sample["sat"].numpy()
+        assert sat.shape == (2, 16, 16)
+        assert np.array_equal(sat[1], np.isfinite(x).astype(np.float32))
+        expected_in = np.where(np.isfinite(x), np.clip((x - median) / iqr, -0.5, 0.5), 0.0)
+        assert np.allclose(sat[0], expected_in, atol=1e-6)
+        mask = sample["target_mask"].numpy()
+        assert np.array_equal(mask, np.isfinite(y)) and mask.any()
+        expected_target = np.where(mask, (y - median) / iqr, 0.0)  # never clipped
+        assert np.allclose(sample["target"].numpy(), expected_target, atol=1e-5)
+        largest_target = max(largest_target, float(np.abs(sample["target"].numpy()).max()))
+        assert np.array_equal(sample["hidden_mask"].numpy(), mask & ~np.isfinite(x))
+        assert not np.isnan(sat).any() and not np.isnan(sample["target"].numpy()).any()
+    assert largest_target > 0.5  # targets go beyond the input clip range: never clipped
+    days_used = {str(arrays.times[int(data[i]["day_index"])]) for i in range(len(data))}
+    assert "2021-01-21" not in days_used and "2021-01-22" not in days_used  # absent / no input
+    assert "2021-01-31" not in days_used  # a target with no valid cell is skipped
+    train_days = {str(arrays.times[t]) for t in module.datasets["train"].day_indices}
+    assert "2021-01-31" not in {
+        str(arrays.times[module.datasets["train"].day_indices[k]])
+        for k, _ in module.datasets["train"].entries
+    }
+    assert train_days  # (the empty day may be listed as a day but never as an entry)
+
+
+def test_tile_mean_meteorology_is_area_weighted(make_cube) -> None:  # type: ignore[no-untyped-def]
+    path = make_cube(days=60)
+    cube = open_cube(path)
+    arrays = CubeArrays(cube)
+    tile = Tile(row=2, col=5, size=8)
+    weights = arrays.tile_weights(tile)
+    t = 10
+    got = arrays.tile_features(t, weights)  # (24, 13)
+    # independent check: features = f + 0.01 t + 0.1 i(lat); integrate i(lat) over the tile
+    # with cos(lat) weights on a fine sample
+    lat_lo, lat_hi = 50.0 + 0.1 * tile.row, 50.0 + 0.1 * (tile.row + tile.size)
+    lat = np.linspace(lat_lo, lat_hi, 20001)[:-1] + (lat_hi - lat_lo) / 40000
+    met_edges = np.asarray(cube["met_lat_bounds"].values)[:, 0]
+    index = np.searchsorted(met_edges, lat, side="right") - 1  # met_lat index of each sample
+    mean_index = np.sum(index * np.cos(np.deg2rad(lat))) / np.sum(np.cos(np.deg2rad(lat)))
+    expected = np.arange(13) + 0.01 * t + 0.1 * mean_index
+    assert np.allclose(got, expected[None, :], atol=1e-4)
+    # in memory and lazily read from the store give the same numbers
+    lazy = CubeArrays(cube, cache=False)
+    assert lazy.features is None
+    assert np.allclose(lazy.tile_features(t, lazy.tile_weights(tile)), got, atol=1e-6)
+
+
+def test_gap_filling_hides_another_days_clouds(make_cube) -> None:  # type: ignore[no-untyped-def]
+    path = make_cube(days=60, cloud_fraction=0.3)
+    module = NO2DataModule(path, _data(lead=0), seed=0)
+    module.setup()
+    train = module.datasets["train"]
+    arrays = module.arrays
+    assert arrays is not None
+    sample = train[0]
+    t = int(sample["day_index"])
+    visible = sample["sat"][1].numpy().astype(bool)
+    valid_today = np.isfinite(arrays.no2[t])
+    assert np.all(visible <= valid_today)  # only today's valid cells can be visible
+    assert visible.sum() < valid_today.sum()  # and another day's clouds hid some of them
+    hidden = sample["hidden_mask"].numpy()
+    assert np.array_equal(hidden, valid_today & ~visible)
+    # the hidden cells are exactly some other day's invalid cells
+    others = [u for u in train.day_indices if u != t]
+    assert any(np.array_equal(visible, valid_today & np.isfinite(arrays.no2[u])) for u in others)
+    # the same key gives the same sample; the next epoch borrows (usually) another mask
+    again = train[0]
+    assert np.array_equal(again["sat"].numpy(), sample["sat"].numpy())
+    masks = {train[epoch * len(train)]["sat"][1].numpy().tobytes() for epoch in range(6)}
+    assert len(masks) > 1
+
+
+def test_random_crops_and_covering_tiles(make_cube) -> None:  # type: ignore[no-untyped-def]
+    path = make_cube(days=60)
+    module = NO2DataModule(path, _data(tile_size=8), seed=0)
+    module.setup()
+    train, val = module.datasets["train"], module.datasets["val"]
+    origins = {(int(train[k]["row"]), int(train[k]["col"])) for k in range(3 * len(train))}
+    assert len(origins) > 5 and all(0 <= r <= 8 and 0 <= c <= 8 for r, c in origins)
+    assert train[1]["sat"].shape == (2, 8, 8) and train[1]["aux"].shape == (24, 13)
+    val_origins = {(int(val[k]["row"]), int(val[k]["col"])) for k in range(len(val))}
+    assert val_origins == {(0, 0), (0, 8), (8, 0), (8, 8)}
+    weight = val[0]["weight"].numpy()
+    assert weight.mean() == pytest.approx(1.0, abs=1e-6)
+    assert weight[0, 0] > weight[-1, 0]  # southern cells are larger
+
+
+def test_covering_origins() -> None:
+    assert covering_origins(16, 8) == [0, 8]
+    assert covering_origins(16, 6) == [0, 6, 10]  # the last tile is flush with the edge
+    assert covering_origins(16, 16) == [0]
+    assert len(covering_tiles((16, 20), 8)) == 2 * 3
+
+
+def test_epoch_sampler_keys_encode_epoch_and_index() -> None:
+    sampler = EpochSampler(10, seed=5)
+    first = list(sampler)
+    assert sorted(first) == list(range(10))
+    sampler.set_epoch(3)
+    third = list(sampler)
+    assert sorted(k - 30 for k in third) == list(range(10))
+    assert [k - 30 for k in third] != first
+    sampler.set_epoch(0)
+    assert list(sampler) == first
+
+
+def test_static_channels_are_region_one_hot(make_cube) -> None:  # type: ignore[no-untyped-def]
+    module = NO2DataModule(make_cube(days=60), _data(static_channels=True), seed=0)
+    module.setup()
+    sample = module.datasets["val"][0]
+    assert module.satellite_channels == 7
+    one_hot = sample["sat"][2:].numpy()
+    assert np.array_equal(one_hot.sum(axis=0), np.ones((16, 16)))
+    assert module.arrays is not None
+    assert np.array_equal(one_hot.argmax(axis=0), module.arrays.region)
+
+
+def test_tile_larger_than_cube_is_rejected(make_cube) -> None:  # type: ignore[no-untyped-def]
+    module = NO2DataModule(make_cube(days=60), _data(tile_size=32))
+    with pytest.raises(ConfigError, match=r"data.tile_size 32 is larger than the domain"):
+        module.setup()
+
+
+def test_too_few_days_names_the_cube(make_cube) -> None:  # type: ignore[no-untyped-def]
+    path = make_cube(days=12)
+    with pytest.raises(NoDataError, match=r"cube.zarr: too few days for the blocked split"):
+        NO2DataModule(path, _data()).setup()
+
+
+def test_cube_missing_a_variable_is_rejected(make_cube, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "cube.zarr"
+    shutil.copytree(make_cube(days=30), path)
+    shutil.rmtree(path / "features")
+    (path / "zarr.json").unlink(missing_ok=True)  # drop consolidated metadata naming it
+    with pytest.raises(CubeSchemaError) as error:
+        NO2DataModule(path, _data()).setup()
+    assert "cube.zarr" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_dataset_length_counts_only_valid_targets(make_cube) -> None:  # type: ignore[no-untyped-def]
+    path = make_cube(days=60, empty_days=(40, 41))
+    arrays = CubeArrays(open_cube(path))
+    split = blocked_split(arrays.times, SPLIT)
+    normalizers = fit_normalizers(arrays, split.train, (-10.0, 10.0))
+    every_day = arrays.times
+    data = NO2TileDataset(arrays, normalizers, every_day, _data(), training=False)
+    # every day but the first (no input) and the two empty days
+    assert len(data) == 60 - 1 - 2
