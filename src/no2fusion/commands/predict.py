@@ -1,0 +1,147 @@
+"""``no2fusion predict``: a trained checkpoint applied to one day of new data, any domain size.
+
+Sits at the right edge of the flow: it wires ``training.checkpoint.load_checkpoint``, (for
+``--sources``) ``pipeline.build.build_cube`` on a temporary cube of just the days needed, and
+``evaluation.predict`` (tiled inference, CF NetCDF output).
+
+    no2fusion predict --checkpoint outputs/checkpoints/best.ckpt --cube cube.zarr \\
+        --date 2024-03-05 [--bbox W S E N] --out pred.nc
+    no2fusion predict --checkpoint best.ckpt --sources data/real --date 2024-03-05 --out pred.nc
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import time
+from pathlib import Path
+
+from no2fusion.cli import Command
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", type=Path, required=True, help="trained checkpoint (.ckpt)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--sources",
+        type=Path,
+        help="folder with tropomi/ and era5/ files (as for `no2fusion build`); a temporary "
+        "cube of the needed days is built with the checkpoint's pipeline settings",
+    )
+    source.add_argument("--cube", type=Path, help="an existing cube (`no2fusion build`)")
+    parser.add_argument("--date", type=_date, required=True, help="target day (YYYY-MM-DD)")
+    parser.add_argument(
+        "--bbox",
+        nargs=4,
+        type=float,
+        metavar=("W", "S", "E", "N"),
+        help="domain in degrees (default: the cube's, or the checkpoint's grid for --sources)",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output NetCDF file")
+    parser.add_argument(
+        "--tile-size",
+        type=int,
+        default=None,
+        help="window in cells (default: the training tile size)",
+    )
+    parser.add_argument(
+        "--overlap",
+        type=int,
+        default=None,
+        help="cells shared by neighbouring tiles (default: a quarter tile)",
+    )
+    parser.add_argument("--batch-size", type=int, default=32, help="tiles per forward pass")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default=None,
+        help="inference precision (default: the checkpoint's training.precision; auto = bf16 on "
+        "CPUs with AMX/AVX512-BF16)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from no2fusion.evaluation.predict import (
+        crop_cube,
+        predict_day,
+        sources_for_days,
+        write_prediction,
+    )
+    from no2fusion.grid import BBox, create_target_grid
+    from no2fusion.io.cube import open_cube
+    from no2fusion.models.precision import resolve_precision
+    from no2fusion.training.checkpoint import load_checkpoint
+
+    started = time.perf_counter()
+    model, config, normalizers, meta = load_checkpoint(args.checkpoint)
+    bbox = None
+    if args.bbox is not None:
+        west, south, east, north = args.bbox
+        bbox = BBox(lat_min=south, lat_max=north, lon_min=west, lon_max=east)
+    precision = resolve_precision(args.precision or config.training.precision, "cpu")
+    options = {
+        "tile_size": args.tile_size,
+        "overlap": args.overlap,
+        "batch_size": args.batch_size,
+        "precision": precision,
+    }
+    if args.cube is not None:
+        cube = open_cube(args.cube)
+        if bbox is not None:
+            cube = crop_cube(cube, bbox, args.cube)
+        ds = predict_day(
+            model, config, normalizers, cube, args.date, cube_path=args.cube, **options
+        )
+    else:
+        from no2fusion.pipeline.build import build_cube
+
+        grid = (
+            create_target_grid(bbox, config.grid.resolution)
+            if bbox is not None
+            else config.grid.to_grid()
+        )
+        days = sorted({args.date - dt.timedelta(days=config.data.lead), args.date})
+        with tempfile.TemporaryDirectory(prefix="no2fusion-predict-") as tmp:
+            linked = sources_for_days(args.sources, days, Path(tmp))
+            cube_path = Path(tmp) / "cube.zarr"
+            build_cube(linked, cube_path, grid, config.pipeline, progress=not args.no_progress)
+            cube = open_cube(cube_path)
+            ds = predict_day(
+                model, config, normalizers, cube, args.date, cube_path=cube_path, **options
+            )
+            ds.attrs["cube"] = f"temporary cube built from {args.sources}"
+    ds.attrs["checkpoint"] = str(args.checkpoint)
+    ds.attrs["checkpoint_epoch"] = int(meta.get("epoch", -1))
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    source = f"--cube {args.cube}" if args.cube is not None else f"--sources {args.sources}"
+    ds.attrs["history"] = (
+        f"{stamp} no2fusion predict --checkpoint {args.checkpoint} {source} --date {args.date}"
+        f" --out {args.out}"
+    )
+    write_prediction(ds, args.out)
+    pred = ds["no2_pred"].values
+    print(
+        f"{args.out}: {args.date} on {pred.shape[1]} x {pred.shape[2]} cells, "
+        f"input coverage {100 * ds.attrs['input_coverage_fraction']:.1f} %, "
+        f"mean prediction {float(pred.mean()):.1f} umol m-2 "
+        f"({time.perf_counter() - started:.1f} s)"
+    )
+    return 0
+
+
+COMMAND = Command(
+    name="predict",
+    help="predict one day of NO2 with a trained checkpoint (tiled, any domain size)",
+    add_arguments=add_arguments,
+    run=run,
+)

@@ -1,0 +1,335 @@
+"""Prediction on data the model has never seen: one day, any domain size, CF NetCDF out.
+
+Sits in ``evaluation/`` (after ``training/``, whose ``load_checkpoint`` supplies the model, its
+config and its normalizers); ``no2fusion predict`` (``commands/predict.py``) is the CLI. The
+inputs go through exactly the path training used: the cube (built by ``pipeline.build`` from
+L2 + ERA5 files with the same QA/regrid/align/features stages), then ``data.NO2TileDataset``
+for each tile (normalized, clipped NO2 + validity mask, tile-averaged normalized meteorology),
+the model on overlapping tiles blended by ``evaluation.tiling``, and the checkpoint's NO2
+normalizer back to umol m-2.
+
+Day semantics follow the checkpoint's ``data.lead``: the prediction for target day ``d`` uses the
+satellite field of day ``d - lead`` and the 24 hourly meteorological steps ending at the day-``d``
+overpass, so the cube must hold both days (for ``--sources``, TROPOMI files of day ``d`` too:
+their overpass time anchors the meteorology window).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+from numpy.typing import NDArray
+from torch import Tensor
+
+from no2fusion import __version__
+from no2fusion.config import Config
+from no2fusion.data.dataset import CubeArrays, NO2TileDataset, Normalizers
+from no2fusion.data.tiles import Tile
+from no2fusion.errors import ConfigError, NoDataError
+from no2fusion.evaluation.tiling import tiled_inference
+from no2fusion.grid import BBox
+from no2fusion.models.precision import Precision, autocast_context, to_channels_last
+from no2fusion.vocab import NO2_UNITS, UMOL_M2_TO_MOLEC_CM2
+
+CF_NO2_STANDARD_NAME = "troposphere_mole_content_of_nitrogen_dioxide"
+
+
+def default_overlap(tile_size: int) -> int:
+    """Cells shared by neighbouring tiles when not given: a quarter tile (16 of 64)."""
+    return tile_size // 4
+
+
+def crop_cube(cube: xr.Dataset, bbox: BBox, path: str | Path = "cube") -> xr.Dataset:
+    """The cells of ``cube`` whose centres lie inside ``bbox`` (degrees).
+
+    Raises ``NoDataError`` when ``bbox`` holds no cell of the cube.
+    """
+    lat = np.asarray(cube["lat"].values)
+    lon = np.asarray(cube["lon"].values)
+    rows = np.flatnonzero((lat >= bbox.lat_min) & (lat <= bbox.lat_max))
+    cols = np.flatnonzero((lon >= bbox.lon_min) & (lon <= bbox.lon_max))
+    if rows.size == 0 or cols.size == 0:
+        raise NoDataError(
+            f"bbox lat {bbox.lat_min:g}..{bbox.lat_max:g}, lon {bbox.lon_min:g}..{bbox.lon_max:g} "
+            f"holds no cell of the cube (lat {lat[0]:g}..{lat[-1]:g}, lon {lon[0]:g}..{lon[-1]:g})",
+            path,
+        )
+    return cube.isel(lat=slice(rows[0], rows[-1] + 1), lon=slice(cols[0], cols[-1] + 1))
+
+
+def _days_of(cube: xr.Dataset) -> NDArray[np.datetime64]:
+    return np.asarray(cube["time"].values).astype("datetime64[D]")
+
+
+def select_days(cube: xr.Dataset, day: dt.date, lead: int, path: str | Path = "cube") -> xr.Dataset:
+    """The (one or two) days a prediction for ``day`` needs: ``day - lead`` and ``day``.
+
+    Raises ``NoDataError`` naming the missing day and the days the cube holds.
+    """
+    days = _days_of(cube)
+    target = np.datetime64(day, "D")
+    needed = sorted({target - np.timedelta64(lead, "D"), target})
+    for wanted in sorted(needed, key=lambda d: d != target):  # name the target day first
+        if wanted not in days:
+            role = "target" if wanted == target else f"input (target - lead {lead})"
+            span = (
+                f"{days.min()}..{days.max()} ({days.size} complete days)" if days.size else "none"
+            )
+            raise NoDataError(f"the {role} day {wanted} is not in the cube; it holds {span}", path)
+    return cube.isel(time=np.flatnonzero(np.isin(days, needed)))
+
+
+def predict_day(
+    model: torch.nn.Module,
+    config: Config,
+    normalizers: Normalizers,
+    cube: xr.Dataset,
+    day: dt.date,
+    *,
+    tile_size: int | None = None,
+    overlap: int | None = None,
+    batch_size: int = 32,
+    precision: Precision = "fp32",
+    channels_last: bool = True,
+    cube_path: str | Path = "cube",
+) -> xr.Dataset:
+    """Predict NO2 for ``day`` over the whole (already cropped) cube domain.
+
+    Args:
+        model: a trained network in eval mode (``load_checkpoint``), CPU.
+        config: the checkpoint's resolved config (``data.lead``, ``data.tile_size``, ...).
+        normalizers: the checkpoint's fitted normalizers.
+        cube: an opened cube (``io.cube.open_cube``), complete days only, any domain size at
+            least one tile in each direction.
+        day: target day.
+        tile_size: window the model runs on (default: the training tile size); a multiple of
+            the model's token stride.
+        overlap: cells shared by neighbouring tiles (default: a quarter tile).
+        batch_size: tiles per forward pass.
+        precision: ``fp32`` or ``bf16`` (autocast; only worth it on AMX/AVX512-BF16 CPUs).
+        channels_last: store the model's conv weights NHWC (done in place; same numbers,
+            faster convolutions on CPU, see ``benchmarks/bench_predict.py``).
+
+    Returns:
+        Dataset (time=1, lat, lon) with ``no2_pred`` / ``input_no2`` / ``no2_observed`` in
+        umol m-2, ``input_coverage`` (1 = observed input cell), cell bounds and provenance
+        attributes (see ``prediction_dataset``).
+    """
+    lead = config.data.lead
+    size = tile_size or config.data.tile_size
+    stride = config.model.token_stride
+    if size % stride:
+        raise ConfigError(
+            f"tile size {size} is not a multiple of the model's token stride {stride}"
+        )
+    ov = default_overlap(size) if overlap is None else overlap
+    sub = select_days(cube, day, lead, cube_path)
+    arrays = CubeArrays(sub, cache=True, path=cube_path)
+    data_config = config.data.model_copy(update={"tile_size": size})
+    target = np.datetime64(day, "D")
+    dataset = NO2TileDataset(arrays, normalizers, np.array([target]), data_config, training=False)
+    t = arrays.index_of(target)
+    t_in = arrays.index_of(target - np.timedelta64(lead, "D"))
+    assert t is not None and t_in is not None  # select_days checked both
+
+    def inputs(tile: Tile) -> tuple[Tensor, Tensor]:
+        sample = dataset.sample(t, t_in, tile)
+        return sample["sat"], sample["aux"]
+
+    if channels_last:
+        to_channels_last(model)
+
+    def run(sat: Tensor, aux: Tensor) -> Tensor:
+        if channels_last:
+            sat = sat.contiguous(memory_format=torch.channels_last)
+        with autocast_context(precision, "cpu"):
+            pred, _attention = model(sat, aux)
+        return pred
+
+    normalized = tiled_inference(
+        run, inputs, arrays.shape, tile_size=size, overlap=ov, batch_size=batch_size
+    )
+    no2_pred = normalizers.no2.inverse_transform(normalized.astype(np.float64)).astype(np.float32)
+    input_no2 = arrays.no2[t_in]  # (lat, lon) umol m-2, NaN = no valid pixel
+    observed = arrays.no2[t]
+    attrs = {
+        "target_day": str(target),
+        "input_day": str(target - np.timedelta64(lead, "D")),
+        "lead_days": lead,
+        "model_kind": config.model.kind,
+        "tile_size": size,
+        "tile_overlap": ov,
+        "tile_blending": "separable raised-cosine window, weights normalized",
+        "precision": precision,
+        "cube": str(cube_path),
+        "qa_threshold": cube.attrs.get("qa_threshold", config.pipeline.qa_threshold),
+        "source_files": cube.attrs.get("source_files", "[]"),
+    }
+    return prediction_dataset(
+        no2_pred, input_no2, observed, arrays.lat_edges, arrays.lon_edges, target, attrs
+    )
+
+
+def prediction_dataset(
+    no2_pred: NDArray[np.float32],
+    input_no2: NDArray[np.float32],
+    observed: NDArray[np.float32],
+    lat_edges: NDArray[np.float64],
+    lon_edges: NDArray[np.float64],
+    day: np.datetime64,
+    attrs: dict[str, Any],
+) -> xr.Dataset:
+    """CF-1.10 dataset of one predicted day: fields (lat, lon) in umol m-2 on a time axis of 1."""
+    coverage = np.isfinite(input_no2)
+    lat = 0.5 * (lat_edges[:-1] + lat_edges[1:])
+    lon = 0.5 * (lon_edges[:-1] + lon_edges[1:])
+    field = ("time", "lat", "lon")
+    no2_attrs = {
+        "units": NO2_UNITS,
+        "standard_name": CF_NO2_STANDARD_NAME,
+        "molec_cm2_per_unit": UMOL_M2_TO_MOLEC_CM2,
+    }
+    ds = xr.Dataset(
+        {
+            "no2_pred": (
+                field,
+                no2_pred[None],
+                {
+                    **no2_attrs,
+                    "long_name": "predicted tropospheric NO2 vertical column",
+                },
+            ),
+            "input_no2": (
+                field,
+                input_no2[None].astype(np.float32),
+                {
+                    **no2_attrs,
+                    "long_name": "QA-filtered observed NO2 column of the input day (model input)",
+                },
+            ),
+            "no2_observed": (
+                field,
+                observed[None].astype(np.float32),
+                {
+                    **no2_attrs,
+                    "long_name": "QA-filtered observed NO2 column of the target day",
+                    "comment": "for comparison; not a model input when lead >= 1",
+                },
+            ),
+            "input_coverage": (
+                field,
+                coverage[None].astype(np.int8),
+                {
+                    "units": "1",
+                    "long_name": "input day cell holds a valid observation",
+                    "flag_values": np.array([0, 1], dtype=np.int8),
+                    "flag_meanings": "no_valid_input observed",
+                },
+            ),
+            "lat_bounds": (("lat", "bounds"), np.stack([lat_edges[:-1], lat_edges[1:]], 1)),
+            "lon_bounds": (("lon", "bounds"), np.stack([lon_edges[:-1], lon_edges[1:]], 1)),
+        },
+        coords={
+            "time": (
+                "time",
+                np.array([day]).astype("datetime64[ns]"),
+                {
+                    "standard_name": "time",
+                    "long_name": "target day (00:00 UTC)",
+                },
+            ),
+            "lat": (
+                "lat",
+                lat,
+                {
+                    "units": "degrees_north",
+                    "standard_name": "latitude",
+                    "bounds": "lat_bounds",
+                },
+            ),
+            "lon": (
+                "lon",
+                lon,
+                {
+                    "units": "degrees_east",
+                    "standard_name": "longitude",
+                    "bounds": "lon_bounds",
+                },
+            ),
+        },
+    )
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    ds.attrs = {
+        "Conventions": "CF-1.10",
+        "title": "no2fusion NO2 prediction",
+        "institution": "generated with no2fusion",
+        "source": f"no2fusion {__version__} cross-modal attention model",
+        "no2fusion_version": __version__,
+        "torch_version": str(torch.__version__),
+        "date_created": now,
+        "input_coverage_fraction": float(coverage.mean()),
+        **{
+            key: value if isinstance(value, str | int | float) else str(value)
+            for key, value in attrs.items()
+        },
+    }
+    return ds
+
+
+def write_prediction(ds: xr.Dataset, path: str | Path) -> Path:
+    """Write ``ds`` as NetCDF-4 via a temporary file and an atomic rename (an existing file is
+    replaced only by a complete one)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    encoding: dict[str, dict[str, Any]] = {
+        name: {"zlib": True, "complevel": 4}
+        for name in ("no2_pred", "input_no2", "no2_observed", "input_coverage")
+    }
+    encoding["time"] = {"units": "days since 1970-01-01", "dtype": "float64"}
+    try:
+        ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def sources_for_days(sources: Path, days: list[dt.date], workdir: Path) -> Path:
+    """A sources folder under ``workdir`` linking only the L2 files of ``days`` (and every ERA5
+    file, and the truth file if any): what ``pipeline.build.build_cube`` needs for one
+    prediction, without building the whole period.
+
+    Raises ``NoDataError`` naming the days without TROPOMI files.
+    """
+    from no2fusion.pipeline.build import find_sources, group_by_day
+
+    found = find_sources(sources)
+    by_day, _problems = group_by_day(found.tropomi)
+    wanted = {np.datetime64(day, "D") for day in days}
+    have = {key.astype("datetime64[D]"): files for key, files in by_day.items()}
+    missing = sorted(str(day) for day in wanted if day not in have)
+    if missing:
+        raise NoDataError(
+            f"no TROPOMI L2 file for day(s) {', '.join(missing)} (a prediction needs the input "
+            "day and the target day, whose overpass anchors the meteorology window)",
+            sources / "tropomi",
+        )
+    linked = workdir / "sources"
+    for sub in ("tropomi", "era5"):
+        (linked / sub).mkdir(parents=True, exist_ok=True)
+    for day in sorted(wanted):
+        for file in have[day]:
+            (linked / "tropomi" / file.name).symlink_to(file.resolve())
+    for file in found.era5:
+        (linked / "era5" / file.name).symlink_to(file.resolve())
+    if found.truth is not None:  # simulated world: region classes and truth come along
+        (linked / "truth").mkdir(exist_ok=True)
+        (linked / "truth" / found.truth.name).symlink_to(found.truth.resolve())
+    return linked

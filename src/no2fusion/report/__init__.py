@@ -1,0 +1,1 @@
+"""Figures and the HTML report of a run (the last stage of the flow)."""

@@ -1,0 +1,311 @@
+"""Figures of a run: pure functions from arrays / score dicts to matplotlib ``Figure`` objects.
+
+Sits in ``report/``, at the end of the flow: ``evaluation/evaluate.py`` computes numbers, these
+functions draw them, ``html.py`` embeds them. Figures are built with ``matplotlib.figure.Figure``
+(no pyplot state, Agg canvas), so they are safe to make anywhere and never open a window.
+Fields are (lat, lon) or (time, lat, lon) in umol m-2 with ascending lat/lon centres.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+from numpy.typing import NDArray
+
+Array = NDArray[np.float64]
+NO2_LABEL = "NO$_2$ column [µmol m$^{-2}$]"
+MODEL_COLOURS = {
+    "cross_modal": "#1f77b4",
+    "concat": "#ff7f0e",
+    "satellite_only": "#2ca02c",
+    "lightgbm": "#9467bd",
+    "persistence": "#8c564b",
+    "climatology": "#7f7f7f",
+}
+
+
+def save_figure(figure: Figure, path: str | Path, dpi: int = 110) -> Path:
+    """Write ``figure`` as PNG (Agg) and return the path."""
+    path = Path(path)
+    figure.savefig(path, dpi=dpi, bbox_inches="tight")
+    return path
+
+
+def training_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]]) -> Figure:
+    """Train/val loss per epoch for each model; phase changes marked.
+
+    histories: model name -> rows with ``epoch`` and any of ``train_loss``, ``val_loss``,
+    ``phase`` (rows may lack a key; missing values are skipped).
+    """
+    figure = Figure(figsize=(8, 4.2), layout="constrained")
+    ax = figure.subplots()
+    for name, rows in histories.items():
+        colour = MODEL_COLOURS.get(name)
+        for key, style in (("train_loss", "--"), ("val_loss", "-")):
+            points = [(r["epoch"], r[key]) for r in rows if r.get(key) is not None]
+            if points:
+                x, y = zip(*points, strict=True)
+                ax.plot(x, y, style, color=colour, label=f"{name} {key.split('_')[0]}", marker=".")
+        phases = [r.get("phase") for r in rows]
+        for previous, row, phase in zip(rows[:-1], rows[1:], phases[1:], strict=True):
+            if phase != previous.get("phase"):
+                ax.axvline(row["epoch"] - 0.5, color=colour or "k", alpha=0.3, lw=1)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("masked loss (normalized units)")
+    ax.set_yscale("log")
+    ax.set_title("Training curves (vertical lines: warm-up → fine-tune)")
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize=8, ncol=2)
+    return figure
+
+
+def predictions_vs_actual(
+    pred: Array, target: Array, valid: NDArray[np.bool_], scores: Mapping[str, Any]
+) -> Figure:
+    """2-D density (log colour scale) of predicted vs observed values on valid cells, 1:1 line."""
+    p, t = np.asarray(pred)[valid], np.asarray(target)[valid]
+    figure = Figure(figsize=(5.6, 5), layout="constrained")
+    ax = figure.subplots()
+    if p.size:
+        low, high = np.percentile(np.concatenate([p, t]), [0.1, 99.9])
+        bins = np.linspace(low, high, 120)
+        counts, xe, ye = np.histogram2d(t, p, bins=[bins, bins])
+        counts = np.where(counts > 0, counts, np.nan)
+        mesh = ax.pcolormesh(xe, ye, counts.T, norm=LogNorm(), cmap="viridis")
+        figure.colorbar(mesh, ax=ax, label="cells per bin")
+        ax.plot([low, high], [low, high], "k--", lw=1, label="1:1")
+        ax.set_xlim(low, high)
+        ax.set_ylim(low, high)
+    ax.set_xlabel(f"observed {NO2_LABEL}")
+    ax.set_ylabel(f"predicted {NO2_LABEL}")
+    ax.set_title(
+        f"Test split: RMSE {scores.get('rmse', np.nan):.2f}, R² {scores.get('r2', np.nan):.3f}, "
+        f"n = {scores.get('n_valid', p.size):,}",
+        fontsize=10,
+    )
+    return figure
+
+
+def _extent(lat: Array, lon: Array) -> tuple[float, float, float, float]:
+    dlat = (lat[-1] - lat[0]) / max(len(lat) - 1, 1)
+    dlon = (lon[-1] - lon[0]) / max(len(lon) - 1, 1)
+    return (lon[0] - dlon / 2, lon[-1] + dlon / 2, lat[0] - dlat / 2, lat[-1] + dlat / 2)
+
+
+def spatial_comparison(
+    input_field: Array, target: Array, pred: Array, lat: Array, lon: Array, title: str = ""
+) -> Figure:
+    """Four maps of one day: input (previous day), observed target, prediction, error."""
+    figure = Figure(figsize=(15, 3.8), layout="constrained")
+    axes = figure.subplots(1, 4)
+    finite = np.concatenate([a[np.isfinite(a)].ravel() for a in (input_field, target, pred)])
+    vmin, vmax = np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0)
+    error = pred - target
+    limit = float(np.nanpercentile(np.abs(error), 99)) if np.isfinite(error).any() else 1.0
+    extent = _extent(lat, lon)
+    panels = [
+        ("input (day d − lead)", input_field, "viridis", vmin, vmax),
+        ("observed (day d)", target, "viridis", vmin, vmax),
+        ("predicted", pred, "viridis", vmin, vmax),
+        ("predicted − observed", error, "RdBu_r", -limit, limit),
+    ]
+    for ax, (name, values, cmap, low, high) in zip(axes, panels, strict=True):
+        image = ax.imshow(values, origin="lower", extent=extent, cmap=cmap, vmin=low, vmax=high)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("lon [°E]")
+        figure.colorbar(image, ax=ax, shrink=0.8, label="µmol m$^{-2}$")
+    axes[0].set_ylabel("lat [°N]")
+    figure.suptitle(title or "Spatial comparison (white = no valid observation)")
+    return figure
+
+
+@dataclass(frozen=True)
+class AttentionDay:
+    """What one test day's attention looks like, ready to draw.
+
+    argmax_hour, entropy_ratio: (h, w) token maps (hour offset of the largest weight, and the
+    entropy / ln T per token); mean_weight: (T,) mean weight per hour offset (``hours``);
+    wind_u, wind_v: (m_lat, m_lon) 10 m wind at the overpass on ``wind_lat``/``wind_lon``;
+    lat, lon: token-centre coordinates (h,), (w,).
+    """
+
+    date: str
+    hours: Array
+    argmax_hour: Array
+    entropy_ratio: Array
+    mean_weight: Array
+    lat: Array
+    lon: Array
+    wind_u: Array
+    wind_v: Array
+    wind_lat: Array
+    wind_lon: Array
+
+
+def attention_maps(days: Sequence[AttentionDay]) -> Figure:
+    """Per day: argmax-hour map and entropy map with wind arrows, and mean weight per hour."""
+    rows = max(len(days), 1)
+    figure = Figure(figsize=(15, 4.2 * rows), layout="constrained")
+    axes = np.atleast_2d(figure.subplots(rows, 3, squeeze=False))
+    for row, day in zip(axes, days, strict=False):
+        extent = _extent(day.lat, day.lon)
+        hours = np.asarray(day.hours)
+        image = row[0].imshow(
+            day.argmax_hour,
+            origin="lower",
+            extent=extent,
+            cmap="viridis",
+            vmin=hours.min(),
+            vmax=hours.max(),
+        )
+        figure.colorbar(image, ax=row[0], shrink=0.8, label="hour offset of max weight [h]")
+        row[0].set_title(f"{day.date}: most-attended hour", fontsize=10)
+        image = row[1].imshow(
+            day.entropy_ratio, origin="lower", extent=extent, cmap="magma", vmin=0, vmax=1
+        )
+        figure.colorbar(image, ax=row[1], shrink=0.8, label="entropy / ln T")
+        row[1].set_title("attention entropy (1 = uniform)", fontsize=10)
+        # at most ~12 arrows per axis so the maps stay readable
+        step_lat = max(1, int(np.ceil(len(day.wind_lat) / 12)))
+        step_lon = max(1, int(np.ceil(len(day.wind_lon) / 12)))
+        lon2, lat2 = np.meshgrid(day.wind_lon[::step_lon], day.wind_lat[::step_lat])
+        u = np.asarray(day.wind_u)[::step_lat, ::step_lon]
+        v = np.asarray(day.wind_v)[::step_lat, ::step_lon]
+        for ax in row[:2]:
+            ax.quiver(lon2, lat2, u, v, color="white", edgecolor="k", linewidth=0.5)
+            ax.set_xlim(extent[0], extent[1])
+            ax.set_ylim(extent[2], extent[3])
+        row[2].bar(hours, day.mean_weight, color="#1f77b4")
+        row[2].axhline(1.0 / len(hours), color="k", ls="--", lw=1, label="uniform 1/T")
+        row[2].set_xlabel("hour offset from overpass [h]")
+        row[2].set_ylabel("mean attention weight")
+        row[2].legend(fontsize=8)
+        row[2].set_title("mean weight per hour", fontsize=10)
+    figure.suptitle("Cross-modal attention on test days (arrows: 10 m wind at overpass)")
+    return figure
+
+
+def _grouped_bars(
+    ax: Any, data: Mapping[str, Mapping[str, Mapping[str, Any]]], metric: str, title: str
+) -> None:
+    """Bars of ``metric`` per category (x) for each model (colour); n_valid under each label."""
+    models = list(data)
+    first: Mapping[str, Mapping[str, Any]] = next(iter(data.values()), {})
+    categories = list(first)
+    width = 0.8 / max(len(models), 1)
+    x = np.arange(len(categories))
+    for i, name in enumerate(models):
+        values = [data[name].get(c, {}).get(metric, np.nan) for c in categories]
+        ax.bar(
+            x + i * width - 0.4 + width / 2,
+            values,
+            width,
+            label=name,
+            color=MODEL_COLOURS.get(name),
+        )
+    ax.set_xticks(
+        x, [f"{c}\n(n={first.get(c, {}).get('n_valid', 0):,})" for c in categories], fontsize=8
+    )
+    ax.set_ylabel(f"{metric.upper()} [µmol m$^{{-2}}$]")
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    if models:
+        ax.legend(fontsize=7)
+
+
+def breakdown_figure(
+    region: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    season: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    metric: str = "rmse",
+) -> Figure:
+    """Region-class and season bars side by side (model name -> category -> scores)."""
+    figure = Figure(figsize=(14, 4.2), layout="constrained")
+    ax_region, ax_season = figure.subplots(1, 2, width_ratios=[1.2, 1])
+    _grouped_bars(ax_region, region, metric, f"{metric.upper()} by region class")
+    _grouped_bars(ax_season, season, metric, f"{metric.upper()} by season")
+    return figure
+
+
+def pollution_figure(
+    levels: Mapping[str, Mapping[str, Mapping[str, Any]]], metric: str = "rmse"
+) -> Figure:
+    """Bars per pollution level (bins of training-target quantiles) for each model."""
+    figure = Figure(figsize=(9, 4), layout="constrained")
+    _grouped_bars(
+        figure.subplots(), levels, metric, f"{metric.upper()} by pollution level (observed)"
+    )
+    return figure
+
+
+def robustness_curves(tests: Sequence[Mapping[str, Any]]) -> Figure:
+    """RMSE change (%) vs perturbation: dropout curves (random, cloud), noise, feature groups.
+
+    tests: rows with ``category`` ('dropout_random' | 'dropout_cloud' | 'noise' |
+    'feature_group'), ``setting`` (rate/level or group name), ``rmse_change`` (fraction) and
+    optionally ``limit`` (the seed's allowed change, fraction).
+    """
+    figure = Figure(figsize=(13, 4), layout="constrained")
+    ax_curve, ax_bars = figure.subplots(1, 2, width_ratios=[1.1, 1])
+    styles = {
+        "dropout_random": ("o-", "random cell dropout"),
+        "dropout_cloud": ("s-", "cloud-shaped dropout"),
+        "noise": ("^-", "multiplicative noise"),
+    }
+    for category, (style, label) in styles.items():
+        rows = [r for r in tests if r["category"] == category]
+        if rows:
+            x = [100 * float(r["setting"]) for r in rows]
+            y = [100 * float(r["rmse_change"]) for r in rows]
+            ax_curve.plot(x, y, style, label=label)
+    limits = sorted(
+        {
+            (100 * float(r["setting"]), 100 * float(r["limit"]))
+            for r in tests
+            if r.get("limit") is not None and r["category"] != "feature_group"
+        }
+    )
+    if limits:
+        lx, ly = zip(*limits, strict=True)
+        ax_curve.plot(lx, ly, "k:", label="seed's allowed increase")
+    ax_curve.axhline(0, color="k", lw=0.8)
+    ax_curve.set_xlabel("cells dropped / noise level [%]")
+    ax_curve.set_ylabel("RMSE change [%]")
+    ax_curve.set_title("Satellite-input perturbations")
+    ax_curve.grid(alpha=0.3)
+    ax_curve.legend(fontsize=8)
+    groups = [r for r in tests if r["category"] == "feature_group"]
+    ax_bars.bar(
+        [str(r["setting"]) for r in groups],
+        [100 * float(r["rmse_change"]) for r in groups],
+        color="#9467bd",
+    )
+    ax_bars.axhline(0, color="k", lw=0.8)
+    ax_bars.set_ylabel("RMSE change [%]")
+    ax_bars.set_title("Meteorological feature-group dropout (set to median)")
+    ax_bars.grid(axis="y", alpha=0.3)
+    return figure
+
+
+def baseline_comparison(scores: Mapping[str, Mapping[str, Any]]) -> Figure:
+    """RMSE and spatial correlation of the model and every baseline on the same test cells."""
+    names = list(scores)
+    figure = Figure(figsize=(11, 3.8), layout="constrained")
+    ax_rmse, ax_corr = figure.subplots(1, 2)
+    colours = [MODEL_COLOURS.get(n, "#17becf") for n in names]
+    ax_rmse.bar(names, [scores[n].get("rmse", np.nan) for n in names], color=colours)
+    ax_rmse.set_ylabel("RMSE [µmol m$^{-2}$]")
+    ax_rmse.set_title("RMSE (lower is better)")
+    ax_corr.bar(names, [scores[n].get("spatial_correlation", np.nan) for n in names], color=colours)
+    ax_corr.set_ylabel("spatial correlation")
+    ax_corr.set_title("Spatial correlation (higher is better)")
+    for ax in (ax_rmse, ax_corr):
+        ax.tick_params(axis="x", labelrotation=25, labelsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    return figure

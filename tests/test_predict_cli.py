@@ -1,0 +1,182 @@
+"""``no2fusion predict`` end to end: simulated L2 + ERA5 files, a tiny trained checkpoint."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from no2fusion.cli import main
+from no2fusion.config import Config, load_config
+from no2fusion.data.dataset import CubeArrays, NO2TileDataset
+from no2fusion.data.tiles import Tile
+from no2fusion.io.cube import open_cube
+from no2fusion.training.checkpoint import load_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Trained:
+    config: Config
+    sources: Path
+    cube: Path
+    checkpoint: Path
+    day: dt.date  # a target day whose input day (day - 1) has observations
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    """30 simulated days on the 16 x 16 test domain -> cube -> 2 tiny epochs of training."""
+    from no2fusion.pipeline.build import build_cube
+    from no2fusion.synth.world import generate_world
+    from no2fusion.training.train import train_model
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("predict")
+    config = load_config(
+        REPO / "config" / "test.yaml", {"synth.days": 30, "training.limit_train_batches": 2}
+    )
+    generate_world(config, root / "sources", progress=False)
+    build_cube(
+        root / "sources", root / "cube.zarr", config.grid.to_grid(), config.pipeline, progress=False
+    )
+    result = train_model(config, root / "cube.zarr", root / "run", progress_bar=False)
+    cube = open_cube(root / "cube.zarr")
+    days = np.asarray(cube["time"].values).astype("datetime64[D]")
+    coverage = np.isfinite(cube["no2"].values).mean(axis=(1, 2))
+    day = next(
+        d
+        for d, c in zip(days[1:], coverage[:-1], strict=True)
+        if 0.2 < c < 1.0 and d - np.timedelta64(1, "D") in days
+    )
+    return Trained(
+        config, root / "sources", root / "cube.zarr", result.best_checkpoint, day.astype(dt.date)
+    )
+
+
+def _predict(trained: Trained, out: Path, *extra: str) -> int:
+    return main(
+        [
+            "predict",
+            "--checkpoint",
+            str(trained.checkpoint),
+            "--date",
+            trained.day.isoformat(),
+            "--out",
+            str(out),
+            "--precision",
+            "fp32",
+            "--no-progress",
+            *extra,
+        ]
+    )
+
+
+def test_predict_from_cube_is_the_model_on_the_training_features_path(
+    trained: Trained, tmp_path: Path
+) -> None:
+    out = tmp_path / "pred.nc"
+    assert _predict(trained, out, "--cube", str(trained.cube)) == 0
+    pred = xr.open_dataset(out)
+    cube = open_cube(trained.cube)
+    day = np.datetime64(trained.day, "D")
+    field = pred["no2_pred"].values[0]
+    assert field.shape == (16, 16) and np.isfinite(field).all()
+    assert pred["no2_pred"].attrs["units"] == "umol m-2"
+    assert pred["lat"].attrs["units"] == "degrees_north" and pred.attrs["Conventions"] == "CF-1.10"
+    # input coverage and the input field are the cube's day d - 1 (lead 1)
+    observed_in = cube["no2"].sel(time=day - np.timedelta64(1, "D")).values
+    np.testing.assert_array_equal(pred["input_coverage"].values[0], np.isfinite(observed_in))
+    np.testing.assert_array_equal(pred["input_no2"].values[0], observed_in)
+    assert pred.attrs["input_coverage_fraction"] == pytest.approx(np.isfinite(observed_in).mean())
+    assert pred.attrs["input_day"] == str(day - np.timedelta64(1, "D"))
+    assert pred.attrs["checkpoint"] == str(trained.checkpoint)
+    assert pred.attrs["lead_days"] == 1 and "source_files" in pred.attrs
+
+    # one 16 x 16 tile covers the domain: the result is exactly the model on the dataset sample
+    model, config, normalizers, _ = load_checkpoint(trained.checkpoint)
+    arrays = CubeArrays(cube)
+    dataset = NO2TileDataset(arrays, normalizers, np.array([day]), config.data, training=False)
+    t, t_in = arrays.index_of(day), arrays.index_of(day - np.timedelta64(1, "D"))
+    assert t is not None and t_in is not None
+    sample = dataset.sample(t, t_in, Tile(0, 0, 16))
+    with torch.inference_mode():
+        z = model(sample["sat"][None], sample["aux"][None])[0][0].numpy()
+    expected = normalizers.no2.inverse_transform(z.astype(np.float64))
+    np.testing.assert_allclose(field, expected, rtol=1e-5, atol=1e-3)
+
+
+def test_predict_from_sources_builds_the_same_inputs(trained: Trained, tmp_path: Path) -> None:
+    from_cube, from_files = tmp_path / "cube.nc", tmp_path / "files.nc"
+    assert _predict(trained, from_cube, "--cube", str(trained.cube)) == 0
+    assert _predict(trained, from_files, "--sources", str(trained.sources)) == 0
+    a, b = xr.open_dataset(from_cube), xr.open_dataset(from_files)
+    np.testing.assert_array_equal(a["input_no2"].values, b["input_no2"].values)
+    np.testing.assert_allclose(a["no2_pred"].values, b["no2_pred"].values, rtol=1e-5, atol=1e-3)
+    assert b.attrs["cube"].startswith("temporary cube built from")
+
+
+def test_tiled_prediction_on_a_cropped_domain(trained: Trained, tmp_path: Path) -> None:
+    """A 12 x 12 sub-domain in 8 x 8 tiles overlapping by 2 (several tiles, uneven last)."""
+    out = tmp_path / "crop.nc"
+    code = _predict(
+        trained,
+        out,
+        "--cube",
+        str(trained.cube),
+        "--bbox",
+        "6.2",
+        "50.2",
+        "7.4",
+        "51.4",
+        "--tile-size",
+        "8",
+        "--overlap",
+        "2",
+    )
+    assert code == 0
+    pred = xr.open_dataset(out)
+    assert pred["no2_pred"].shape == (1, 12, 12)
+    assert np.isfinite(pred["no2_pred"].values).all()
+    np.testing.assert_allclose(pred["lat"].values[[0, -1]], [50.25, 51.35])
+    np.testing.assert_allclose(pred["lon_bounds"].values[0], [6.2, 6.3])
+    assert pred.attrs["tile_size"] == 8 and pred.attrs["tile_overlap"] == 2
+
+
+def test_user_errors_exit_2_and_leave_an_existing_output(
+    trained: Trained, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "pred.nc"
+    out.write_bytes(b"previous result")
+    absent = [
+        "predict",
+        "--checkpoint",
+        str(trained.checkpoint),
+        "--cube",
+        str(trained.cube),
+        "--date",
+        "2030-01-02",
+        "--out",
+        str(out),
+    ]
+    assert main(absent) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "2030-01-02" in err and "not in the cube" in err
+    broken = tmp_path / "broken.ckpt"
+    broken.write_bytes(b"not a checkpoint")
+    assert main(["predict", "--checkpoint", str(broken), *absent[3:]]) == 2
+    assert "not a readable checkpoint" in capsys.readouterr().err
+    assert (
+        main(
+            [*absent[:5], "--date", trained.day.isoformat(), "--out", str(out), "--tile-size", "6"]
+        )
+        == 2
+    )
+    assert "token stride" in capsys.readouterr().err
+    assert out.read_bytes() == b"previous result"

@@ -1,0 +1,162 @@
+"""End to end: ``no2fusion run --mode test`` (= ``python main.py --mode test``) writes every
+output, the headline RMSE is recomputable from predictions.nc, and ``--mode eval`` reproduces it."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from no2fusion.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+FIGURES = (
+    "training_curves.png",
+    "predictions_vs_actual.png",
+    "spatial_comparison.png",
+    "attention_maps.png",
+    "breakdown_region_season.png",
+    "breakdown_pollution.png",
+    "robustness_curves.png",
+    "baseline_comparison.png",
+)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("run") / "outputs"
+    code = main(
+        [
+            "run",
+            "--mode",
+            "test",
+            "--config",
+            str(REPO / "config" / "test.yaml"),
+            "--output",
+            str(out),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    return out
+
+
+def _not_strict_json(constant: str) -> None:
+    raise AssertionError(f"metrics.json is not strict JSON: it contains {constant}")
+
+
+def _rmse_from_netcdf(path: Path, variable: str) -> float:
+    import xarray as xr
+
+    with xr.open_dataset(path) as ds:
+        pred = ds[variable].values.astype(np.float64)
+        target = ds["target"].values.astype(np.float64)
+        mask = ds["valid_mask"].values.astype(bool)
+        area = np.broadcast_to(ds["cell_area"].values, pred.shape)
+    error = (pred - target)[mask]
+    return math.sqrt(float((area[mask] * error**2).sum() / area[mask].sum()))
+
+
+def test_every_output_is_written(run_dir: Path) -> None:
+    for name in ("config.yaml", "metrics.json", "predictions.nc", "report.html", *FIGURES):
+        assert (run_dir / name).is_file(), name
+    for kind in ("cross_modal", "concat", "satellite_only"):
+        assert (run_dir / "checkpoints" / kind / "checkpoints" / "best.ckpt").is_file(), kind
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key in (
+        "rmse",
+        "mae",
+        "r2",
+        "bias",
+        "spatial_correlation",
+        "n_valid",
+        "skill_vs_persistence",
+        "skill_vs_climatology",
+        "units",
+        "rmse_molec_cm2",
+    ):
+        assert key in metrics["global"], key
+    assert metrics["global"]["n_valid"] > 0 and metrics["global"]["units"] == "umol m-2"
+    assert set(metrics["baselines"]) == {
+        "persistence",
+        "climatology",
+        "lightgbm",
+        "concat",
+        "satellite_only",
+    }
+    assert all(
+        b["global"]["n_valid"] == metrics["global"]["n_valid"]
+        for b in metrics["baselines"].values()
+    )
+    assert set(metrics["breakdowns"]) == {"region", "season", "pollution"}
+    assert 0 < metrics["ablation"]["entropy_ratio"] <= 1
+    categories = {t["category"] for t in metrics["robustness"]["tests"]}
+    assert categories == {"dropout_random", "dropout_cloud", "noise", "feature_group"}
+    html = (run_dir / "report.html").read_text()
+    assert (
+        'id="headline-table"' in html
+        and "Verdicts" in html
+        and html.count("data:image/png;base64,") == 8
+    )
+
+
+def test_headline_rmse_is_recomputable_from_predictions_nc(run_dir: Path) -> None:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    nc = run_dir / "predictions.nc"
+    assert _rmse_from_netcdf(nc, "prediction") == pytest.approx(metrics["global"]["rmse"], rel=1e-4)
+    assert _rmse_from_netcdf(nc, "baseline_persistence") == pytest.approx(
+        metrics["baselines"]["persistence"]["global"]["rmse"], rel=1e-4
+    )
+
+
+def test_eval_mode_reproduces_the_metrics(
+    run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = json.loads((run_dir / "metrics.json").read_text())
+    assert main(["run", "--mode", "eval", "--output", str(run_dir), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    for line in (
+        "EVALUATION METRICS SUMMARY",
+        "GLOBAL METRICS:",
+        "REGIONAL BREAKDOWN:",
+        "EXECUTION COMPLETE",
+    ):
+        assert line in printed
+    after = json.loads((run_dir / "metrics.json").read_text())
+    assert after["global"]["rmse"] == pytest.approx(before["global"]["rmse"], rel=1e-6)
+    assert after["baselines"]["lightgbm"]["global"]["rmse"] == pytest.approx(
+        before["baselines"]["lightgbm"]["global"]["rmse"], rel=1e-6
+    )
+
+
+def test_eval_mode_without_a_run_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "--mode", "eval", "--output", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "best.ckpt" in err[0]
+
+
+def test_rerun_with_another_config_is_refused(
+    run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = (run_dir / "metrics.json").stat().st_mtime_ns
+    args = [
+        "run",
+        "--mode",
+        "test",
+        "--config",
+        str(REPO / "config" / "test.yaml"),
+        "--output",
+        str(run_dir),
+    ]
+    assert main([*args, "--set", "synth.days=59", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "different config" in err[0] and "synth" in err[0]
+    assert (run_dir / "metrics.json").stat().st_mtime_ns == before  # nothing touched
