@@ -160,3 +160,33 @@ def test_rerun_with_another_config_is_refused(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "different config" in err[0] and "synth" in err[0]
     assert (run_dir / "metrics.json").stat().st_mtime_ns == before  # nothing touched
+
+
+def test_main_py_console_has_the_seed_shape_without_library_chatter(tmp_path: Path) -> None:
+    """`python main.py --mode test` as a user runs it: step headers and the metrics summary,
+    one summary line for skipped days, and no Lightning hardware lines or install tips."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(repo / "main.py"),
+            "--mode",
+            "test",
+            "--output",
+            str(tmp_path / "run"),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=repo,
+    )
+    printed = done.stdout + done.stderr
+    assert done.returncode == 0, printed[-2000:]
+    for line in ("Step 1:", "Phase 1: Warmup", "EVALUATION METRICS SUMMARY", "REGIONAL BREAKDOWN:"):
+        assert line in printed
+    for chatter in ("GPU available", "Tip:", "LeafSpec", "skipped day "):
+        assert chatter not in printed, chatter

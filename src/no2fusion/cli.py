@@ -10,7 +10,9 @@ anywhere below becomes one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +98,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``no2fusion`` console script. Returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Lightning's INFO lines (hardware summary, tips to install its cloud logger) drown the
+    # step-by-step console output; warnings and errors still come through. Lightning resets
+    # its package logger's level when imported, so set it on the rank-zero loggers it uses.
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # Two warnings about Lightning itself, not about the user's run.
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    warnings.filterwarnings("ignore", message=r"The number of training batches .* logging interval")
     try:
         return int(args._run(args))
     except No2FusionError as error:

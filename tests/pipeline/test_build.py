@@ -8,6 +8,7 @@ build against its truth; every bad-input case of issue 3 gets its outcome.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -358,6 +359,23 @@ def test_bad_day_is_skipped_and_reported(tmp_path: Path, case: str, expected: st
     assert completed_days(out).tolist() == [True, False, True]
     saved = json.loads(report_path(out).read_text())
     assert saved["summary"]["days_skipped"] == 1
+
+
+def test_skipped_days_give_one_console_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Per-day reasons go to INFO (and the report); the console gets one summary WARNING."""
+    world = World(tmp_path, 3)
+    write_swath(world, 0)
+    write_swath(world, 1, qa=0.74)
+    write_swath(world, 2, qa=0.74)
+    write_era5(world)
+    caplog.set_level(logging.INFO, logger="no2fusion.pipeline.build")
+    build_cube(world.root, tmp_path / "cube.zarr", GRID, PIPELINE, progress=False)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert len(warnings) == 1 and "skipped 2 of 3 days" in warnings[0]
+    assert sum(message.startswith("skipped day ") for message in infos) == 2
 
 
 def _snapshot(out: Path) -> dict[str, bytes]:

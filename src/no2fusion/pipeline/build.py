@@ -635,9 +635,16 @@ def _build(
             region, legend = derive_region(mean)
             write_static(out, "region", region, {"legend": legend})
     report.days = [reports[i] for i in sorted(reports)]
-    for day_report in report.days:
-        if day_report.status == "skipped":
-            log.warning("skipped day %s: %s", day_report.day, "; ".join(day_report.problems))
+    skipped = [day_report for day_report in report.days if day_report.status == "skipped"]
+    for day_report in skipped:
+        log.info("skipped day %s: %s", day_report.day, "; ".join(day_report.problems))
+    if skipped:  # one line for the console; every day and its reason is in the build report
+        log.warning(
+            "skipped %d of %d days with no usable pixel (cloudy, off-swath or a bad file); "
+            "each day and its reason is in the build report",
+            len(skipped),
+            len(report.days),
+        )
     update_cube_attrs(out, attrs)
     stages["region_report"] = time.perf_counter() - mark
 
