@@ -163,3 +163,22 @@ def test_bad_files(tmp_path: Path) -> None:
         read_era5([good], BBox(-10.0, 0.0, 100.0, 110.0))
     with pytest.raises(NoDataError, match="no ERA5 files"):
         read_era5([])
+
+
+def test_variables_on_different_grids_are_an_error(tmp_path: Path) -> None:
+    """Winds on a grid shifted by half a cell must not be silently intersected with the rest."""
+    f = fields()
+    shifted = LON + 0.125
+    f_shifted = fields(lon=shifted)
+    write_era5_month(
+        tmp_path / "winds.nc", TIMES, LAT, shifted, {k: f_shifted[k] for k in ("u10", "v10")}
+    )
+    write_era5_month(
+        tmp_path / "rest.nc",
+        TIMES,
+        LAT,
+        LON,
+        {k: v for k, v in f.items() if k not in ("u10", "v10")},
+    )
+    with pytest.raises(InputFileError, match="different grid"):
+        read_era5(sorted(tmp_path.glob("*.nc")))

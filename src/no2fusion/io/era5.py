@@ -242,10 +242,22 @@ def read_era5(
         raise InputFileError(
             f"ERA5 variable(s) {missing} not found in any of {len(files)} file(s)", files[0]
         )
+    series = {str(name): _concat_time(per_variable[str(name)]) for name in variables}
+    first = str(variables[0])
+    for name, values in series.items():
+        for axis in ("lat", "lon"):
+            if not np.array_equal(values[axis].values, series[first][axis].values):
+                raise InputFileError(
+                    f"ERA5 variable '{name}' is on a different grid ({axis}: "
+                    f"{values[axis].size} points from {float(values[axis][0]):g}) than "
+                    f"'{first}' ({series[first][axis].size} points from "
+                    f"{float(series[first][axis][0]):g}); request all variables on one grid",
+                    files[0],
+                )
     try:
         merged = xr.merge(
-            [_concat_time(per_variable[str(name)]) for name in variables],
-            join="inner",
+            list(series.values()),
+            join="inner",  # times: keep the steps every variable has; grids are equal (above)
             compat="override",
             combine_attrs="drop",
         )
