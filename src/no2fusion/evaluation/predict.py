@@ -17,7 +17,6 @@ their overpass time anchors the meteorology window).
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from no2fusion.data.dataset import CubeArrays, NO2TileDataset, Normalizers
 from no2fusion.data.tiles import Tile
 from no2fusion.errors import ConfigError, NoDataError
 from no2fusion.evaluation.tiling import tiled_inference
+from no2fusion.files import atomic_path
 from no2fusion.grid import BBox
 from no2fusion.models.precision import Precision, autocast_context, to_channels_last
 from no2fusion.vocab import NO2_UNITS, UMOL_M2_TO_MOLEC_CM2
@@ -287,17 +287,13 @@ def write_prediction(ds: xr.Dataset, path: str | Path) -> Path:
     replaced only by a complete one)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     encoding: dict[str, dict[str, Any]] = {
         name: {"zlib": True, "complevel": 4}
         for name in ("no2_pred", "input_no2", "no2_observed", "input_coverage")
     }
     encoding["time"] = {"units": "days since 1970-01-01", "dtype": "float64"}
-    try:
+    with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from no2fusion.errors import InputFileError, NoDataError
+from no2fusion.files import atomic_path
 
 Axis = int | tuple[int, ...] | None
 
@@ -133,9 +134,8 @@ class RobustNormalizer:
     def save(self, path: str | Path) -> None:
         """Write ``to_dict()`` as JSON (atomically: temp file then rename)."""
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1))
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(self.to_dict(), indent=1))
 
     @classmethod
     def load(cls, path: str | Path) -> RobustNormalizer:

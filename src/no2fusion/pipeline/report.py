@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from no2fusion.files import atomic_path
+
 PIXEL_COUNTS: tuple[str, ...] = (
     "pixels_total",
     "rejected_qa",
@@ -96,9 +98,8 @@ class BuildReport:
     def save(self, path: str | Path) -> Path:
         """Write JSON atomically; return the path."""
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1))
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(self.to_dict(), indent=1))
         return path
 
     def lines(self) -> list[str]:

@@ -40,6 +40,7 @@ from numpy.typing import NDArray
 
 from no2fusion.config import Config
 from no2fusion.errors import No2FusionError
+from no2fusion.files import atomic_path
 from no2fusion.grid import Grid
 from no2fusion.synth.emissions import EmissionMap, build_emissions, time_factors
 from no2fusion.synth.meteorology import MeteorologyModel, MetGrid, make_met_grid
@@ -362,9 +363,8 @@ def _write_truth(
 ) -> Path:
     import netCDF4
 
-    tmp = path.parent / f".{path.name}.tmp"
     days = overpass_times.astype("datetime64[D]")
-    with netCDF4.Dataset(tmp, "w", format="NETCDF4") as ds:
+    with atomic_path(path) as tmp, netCDF4.Dataset(tmp, "w", format="NETCDF4") as ds:
         ds.setncatts(
             {
                 "Conventions": "CF-1.8",
@@ -414,7 +414,6 @@ def _write_truth(
         emis = ds.createVariable("emissions", "f4", ("lat", "lon"))
         emis.setncatts({"units": "umol m-2 s-1", "long_name": "annual-mean NO2 emission"})
         emis[:] = emissions.total
-    tmp.replace(path)
     return path
 
 
@@ -478,6 +477,5 @@ def _write_world_json(path: Path, config: Config, summary: WorldSummary, met_gri
             "truth": "truth/truth.nc",
         },
     }
-    tmp = path.parent / f".{path.name}.tmp"
-    tmp.write_text(json.dumps(info, indent=2) + "\n")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(info, indent=2) + "\n")

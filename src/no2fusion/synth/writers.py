@@ -12,7 +12,6 @@ interrupted run never leaves a half-written file under the final name.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -20,6 +19,8 @@ from typing import Any, NamedTuple
 import netCDF4
 import numpy as np
 from numpy.typing import NDArray
+
+from no2fusion.files import atomic_path
 
 # --- TROPOMI L2 constants (FORMATS.md A) -------------------------------------------------------
 L2_FILL_FLOAT = np.float32(9.96921e36)  # netCDF default float fill, used by the product
@@ -207,7 +208,6 @@ def write_tropomi_l2(
         production_time = day + dt.timedelta(days=2, hours=3, minutes=14, seconds=5)
     name = l2_file_name(swath, production_time)
     path = out_dir / name
-    tmp = out_dir / f".{name}.{os.getpid()}.tmp"
     coverage = (_iso(times[0]), _iso(times[-1], round_up=True))
     mid = n_pixel // 2
     # equator crossing: extrapolate the central ground pixel's track (straight in lat/lon,
@@ -219,26 +219,19 @@ def write_tropomi_l2(
     nadir_lon = float(track_lon.mean() - track_lat.mean() * slope)
     nadir_lon = (nadir_lon + 180.0) % 360.0 - 180.0
     collection = _collection(swath.processor_version)
-    try:
-        with netCDF4.Dataset(tmp, "w", format="NETCDF4") as root:
-            _write_globals(
-                root, swath, name[:-3], day, times, coverage, production_time, collection
-            )
-            _write_metadata(root, swath, nadir_lon, coverage)
-            product = root.createGroup("PRODUCT")
-            product.createDimension("time", 1)
-            product.createDimension("scanline", n_scan)
-            product.createDimension("ground_pixel", n_pixel)
-            product.createDimension("corner", 4)
-            product.createDimension("intensity_offset_polynomial_exponents", 1)
-            for dim, size in EXTRA_PRODUCT_DIMS.items():
-                product.createDimension(dim, size)
-            if not header_only:
-                _write_product(product, swath, day, times)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, netCDF4.Dataset(tmp, "w", format="NETCDF4") as root:
+        _write_globals(root, swath, name[:-3], day, times, coverage, production_time, collection)
+        _write_metadata(root, swath, nadir_lon, coverage)
+        product = root.createGroup("PRODUCT")
+        product.createDimension("time", 1)
+        product.createDimension("scanline", n_scan)
+        product.createDimension("ground_pixel", n_pixel)
+        product.createDimension("corner", 4)
+        product.createDimension("intensity_offset_polynomial_exponents", 1)
+        for dim, size in EXTRA_PRODUCT_DIMS.items():
+            product.createDimension(dim, size)
+        if not header_only:
+            _write_product(product, swath, day, times)
     return path
 
 
@@ -517,16 +510,11 @@ def write_era5_month(
         for name in ERA5_VARIABLES
         if name in fields
     }
-    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
-    try:
+    with atomic_path(path) as tmp:
         if legacy:
             _write_era5_legacy(tmp, valid_time, lat, lon, ordered)
         else:
             _write_era5_current(tmp, valid_time, lat, lon, ordered)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
