@@ -78,6 +78,7 @@ def main() -> None:
 
     from no2fusion.config import Config
     from no2fusion.data.dataset import Normalizers
+    from no2fusion.evaluation.inference import InferenceSettings
     from no2fusion.evaluation.predict import predict_day, write_prediction
     from no2fusion.evaluation.tiling import overlapping_tiles
     from no2fusion.io.cube import open_cube
@@ -114,16 +115,10 @@ def main() -> None:
                 for _ in range(args.repeats):
                     start, cpu_start = time.perf_counter(), time.process_time()
                     cube = open_cube(cube_path)
-                    ds = predict_day(
-                        model,
-                        config,
-                        normalizers,
-                        cube,
-                        day,
-                        overlap=overlap,
-                        precision=precision,
-                        cube_path=cube_path,
+                    settings = InferenceSettings.for_run(
+                        config, overlap=overlap, batch_size=32, device="cpu", precision=precision
                     )
+                    ds = predict_day(model, config, normalizers, cube, day, settings, cube_path)
                     write_prediction(ds, Path(tmp) / "pred.nc")
                     times.append(time.perf_counter() - start)
                     cpu_times.append(time.process_time() - cpu_start)

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from no2fusion.cli import _parse_overrides
+from no2fusion.commands.base import parse_overrides
 from no2fusion.config import load_config
 from no2fusion.data.datamodule import NO2DataModule
 from no2fusion.training.train import lightning_precision_for, train_model
@@ -49,7 +49,7 @@ class EpochTimer(Callback):
         self.samples.append(0)
 
     def on_train_batch_end(self, trainer: Any, module: Any, out: Any, batch: Any, i: int) -> None:
-        self.samples[-1] += int(batch["sat"].shape[0])
+        self.samples[-1] += int(batch.sat.shape[0])
 
     def on_validation_epoch_start(self, trainer: Any, module: Any) -> None:
         self._v0 = time.perf_counter()
@@ -59,7 +59,7 @@ class EpochTimer(Callback):
     def on_validation_batch_end(
         self, trainer: Any, module: Any, out: Any, batch: Any, i: int, dataloader_idx: int = 0
     ) -> None:
-        self.val_samples[-1] += int(batch["sat"].shape[0])
+        self.val_samples[-1] += int(batch.sat.shape[0])
 
     def on_validation_epoch_end(self, trainer: Any, module: Any) -> None:
         self.val_s.append(time.perf_counter() - self._v0)
@@ -75,7 +75,7 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
 
-    base = load_config(args.config, _parse_overrides(args.overrides))
+    base = load_config(args.config, parse_overrides(args.overrides))
     full_epochs = args.full_epochs or base.training.warmup_epochs + base.training.finetune_epochs
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; cube {args.cube}")
     print(
@@ -96,7 +96,7 @@ def main() -> None:
         config = load_config(
             args.config,
             {
-                **_parse_overrides(args.overrides),
+                **parse_overrides(args.overrides),
                 "training.precision": precision,
                 "training.warmup_epochs": 1,
                 "training.finetune_epochs": args.epochs - 1,

@@ -61,6 +61,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
 
 
 def _predict(trained: Trained, out: Path, *extra: str) -> int:
+    """``no2fusion predict`` for the fixture's day (a later ``--date`` in ``extra`` wins)."""
     return main(
         [
             "predict",
@@ -103,13 +104,60 @@ def test_predict_from_cube_is_the_model_on_the_training_features_path(
     model, config, normalizers, _ = load_checkpoint(trained.checkpoint)
     arrays = CubeArrays(cube)
     dataset = NO2TileDataset(arrays, normalizers, np.array([day]), config.data, training=False)
-    t, t_in = arrays.index_of(day), arrays.index_of(day - np.timedelta64(1, "D"))
-    assert t is not None and t_in is not None
-    sample = dataset.sample(t, t_in, Tile(0, 0, 16))
+    inputs = dataset.day_inputs(0)
+    assert inputs.target_index == arrays.index_of(day)
+    assert inputs.input_index == arrays.index_of(day - np.timedelta64(1, "D"))
+    sample = dataset.tile_sample(inputs, Tile(0, 0, 16))
     with torch.inference_mode():
-        z = model(sample["sat"][None], sample["aux"][None])[0][0].numpy()
+        z = model(sample.sat[None], sample.aux[None])[0][0].numpy()
     expected = normalizers.no2.inverse_transform(z.astype(np.float64))
     np.testing.assert_allclose(field, expected, rtol=1e-5, atol=1e-3)
+
+
+def test_evaluation_and_predict_give_identical_predictions(
+    trained: Trained, tmp_path: Path
+) -> None:
+    """The numbers in metrics.json are the numbers `no2fusion predict` gives: the same
+    checkpoint, day and domain through the one tiled predictor give the same field. Bit for bit
+    when the forward passes hold the same tiles; evaluation batches tiles of several days
+    (data.batch_size), and CPU kernels round float32 sums per batch shape, so there they agree
+    to float32 rounding."""
+    from no2fusion.config import EvaluationConfig
+    from no2fusion.evaluation.baselines import SplitFields
+    from no2fusion.evaluation.evaluate import evaluate_run
+    from no2fusion.evaluation.inference import InferenceSettings, TiledPredictor, predict_fields
+    from no2fusion.evaluation.runs import load_model_run
+
+    evaluation = EvaluationConfig(
+        baselines=("persistence", "climatology"),
+        dropout_rates=(0.5,),
+        noise_levels=(0.1,),
+        robustness_samples=2,
+        attention_days=1,
+    )
+    config = trained.config.model_copy(update={"evaluation": evaluation})
+    result = evaluate_run({"cross_modal": trained.checkpoint}, trained.cube, config, lambda _: None)
+    assert result.metrics.inference.tile_size == 16 and result.metrics.inference.device == "cpu"
+    assert result.metrics.inference.batch_size == trained.config.data.batch_size > 1
+    # the evaluation's own path, one tile per forward pass like a one-day predict
+    run = load_model_run(trained.checkpoint)
+    arrays = CubeArrays(open_cube(trained.cube))
+    test_set = NO2TileDataset(
+        arrays, run.normalizers, run.split.test, run.config.data, False, run.config.seed
+    )
+    test = SplitFields.of(test_set, test_set.evaluation_days())
+    one_by_one = TiledPredictor(run.model, InferenceSettings.for_run(run.config, batch_size=1))
+    alone = predict_fields(one_by_one, test_set, test.days)
+    np.testing.assert_array_equal(test.times, result.times)
+    days = result.times.astype("datetime64[D]")
+    for k in (0, len(days) - 1):  # first and last test day, evaluated in different batches
+        out = tmp_path / f"day{k}.nc"
+        assert _predict(trained, out, "--cube", str(trained.cube), "--date", str(days[k])) == 0
+        pred = xr.open_dataset(out)
+        np.testing.assert_array_equal(pred["no2_pred"].values[0], alone[k])
+        np.testing.assert_allclose(pred["no2_pred"].values[0], result.prediction[k], rtol=2e-6)
+        np.testing.assert_array_equal(pred["input_no2"].values[0], result.input_field[k])
+        assert pred.attrs["tile_overlap"] == result.metrics.inference.tile_overlap
 
 
 def test_predict_from_sources_builds_the_same_inputs(trained: Trained, tmp_path: Path) -> None:

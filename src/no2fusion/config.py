@@ -3,11 +3,17 @@
 Sits at the edge of the flow: ``cli.py`` / ``main.py`` call ``load_config`` and pass typed
 sections (``SynthConfig``, ``PipelineConfig``, ...) to library functions, which never see a
 dict or a file. Every model forbids unknown keys, so a typo fails with the key's dotted path.
+
+Three configs ship inside the package (``no2fusion/configs/``, also ``config/`` in a checkout):
+``default`` (the seed's values), ``demo`` (``make demo``) and ``test`` (tests, ``--mode test``).
+``load_config`` takes a file or one of these names, so an installed package runs from any
+folder; ``no2fusion config show NAME`` prints one to start from.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from no2fusion.errors import ConfigError
+from no2fusion.files import atomic_path
 from no2fusion.grid import BBox, Grid, create_target_grid
 
 
@@ -312,12 +319,36 @@ def config_from_dict(values: dict[str, Any], source: str = "config") -> Config:
         raise ConfigError(f"{source}: {error}") from None
 
 
+SHIPPED_CONFIGS: tuple[str, ...] = ("default", "demo", "test")
+
+
+def shipped_config(name: str) -> Path:
+    """The path of a config shipped with the package (``default``, ``demo``, ``test``).
+
+    Raises ``ConfigError`` listing the names for any other ``name``.
+    """
+    if name not in SHIPPED_CONFIGS:
+        raise ConfigError(
+            f"no shipped config named {name!r}; shipped: {', '.join(SHIPPED_CONFIGS)}"
+        )
+    return Path(str(resources.files("no2fusion") / "configs" / f"{name}.yaml"))
+
+
+def config_path(path_or_name: str | Path) -> Path:
+    """``path_or_name`` when it is a file, else the shipped config of that name."""
+    path = Path(path_or_name)
+    if not path.exists() and str(path_or_name) in SHIPPED_CONFIGS:
+        return shipped_config(str(path_or_name))
+    return path
+
+
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
     """Read a YAML config (``yaml.safe_load``), apply dotted ``overrides``, validate.
 
+    ``path`` is a file or the name of a shipped config (``default``, ``demo``, ``test``).
     ``overrides`` maps dotted keys to values, e.g. ``{"training.warmup_epochs": 1}``.
     """
-    path = Path(path)
+    path = config_path(path)
     try:
         text = path.read_text()
     except OSError as error:
@@ -340,5 +371,6 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
 
 
 def dump_config(config: Config, path: str | Path) -> None:
-    """Write the resolved config as YAML (every key, defaults included)."""
-    Path(path).write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    """Write the resolved config as YAML (every key, defaults included), atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))

@@ -131,3 +131,25 @@ def create_target_grid(bbox: BBox | dict[str, Any], resolution: float) -> Grid:
             )
         edges.append(lo + resolution * np.arange(n + 1, dtype=np.float64))
     return Grid(lat_edges=edges[0], lon_edges=edges[1])
+
+
+def edges_from_centres(
+    centres: NDArray[np.float64], single_cell_width: float | None = None
+) -> NDArray[np.float64]:
+    """Cell edges (n+1,) of a 1-D axis from its ascending centres (n,), degrees.
+
+    Inner edges are the midpoints between neighbouring centres; the outer edges lie half the
+    neighbouring spacing beyond the first and last centre (exact for a regular axis). A single
+    centre has no spacing to go by: give ``single_cell_width`` (e.g. ERA5's 0.25 deg) or get a
+    ``ConfigError`` (store the bounds instead).
+    """
+    c = np.asarray(centres, dtype=np.float64)
+    if c.ndim != 1 or c.size == 0:
+        raise ConfigError(f"cell centres must be a non-empty 1-D axis, got shape {c.shape}")
+    if c.size == 1:
+        if single_cell_width is None:
+            raise ConfigError("cannot infer cell edges from a single cell centre; store bounds")
+        half = 0.5 * single_cell_width
+        return np.array([c[0] - half, c[0] + half])
+    inner = 0.5 * (c[:-1] + c[1:])
+    return np.concatenate([[c[0] - (inner[0] - c[0])], inner, [c[-1] + (c[-1] - inner[-1])]])

@@ -4,12 +4,14 @@ tiles, skipped samples and one-line errors for bad cubes."""
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from no2fusion.config import DataConfig, SplitConfig
+from no2fusion.data.batch import stack_samples
 from no2fusion.data.datamodule import NO2DataModule
 from no2fusion.data.dataset import CubeArrays, EpochSampler, NO2TileDataset, fit_normalizers
 from no2fusion.data.splits import blocked_split
@@ -56,25 +58,25 @@ def test_sample_contents_lead_one(make_cube) -> None:  # type: ignore[no-untyped
     largest_target = 0.0
     for index in range(len(data)):
         sample = data[index]
-        t = int(sample["day_index"])
+        t = int(sample.day_index)
         day = arrays.times[t]
         t_in = arrays.index_of(day - np.timedelta64(1, "D"))
         assert t_in is not None  # lead 1: the previous calendar day is the input
         x, y = arrays.no2[t_in], arrays.no2[t]
-        sat = sample["sat"].numpy()
+        sat = sample.sat.numpy()
         assert sat.shape == (2, 16, 16)
         assert np.array_equal(sat[1], np.isfinite(x).astype(np.float32))
         expected_in = np.where(np.isfinite(x), np.clip((x - median) / iqr, -0.5, 0.5), 0.0)
         assert np.allclose(sat[0], expected_in, atol=1e-6)
-        mask = sample["target_mask"].numpy()
+        mask = sample.target_mask.numpy()
         assert np.array_equal(mask, np.isfinite(y)) and mask.any()
         expected_target = np.where(mask, (y - median) / iqr, 0.0)  # never clipped
-        assert np.allclose(sample["target"].numpy(), expected_target, atol=1e-5)
-        largest_target = max(largest_target, float(np.abs(sample["target"].numpy()).max()))
-        assert np.array_equal(sample["hidden_mask"].numpy(), mask & ~np.isfinite(x))
-        assert not np.isnan(sat).any() and not np.isnan(sample["target"].numpy()).any()
+        assert np.allclose(sample.target.numpy(), expected_target, atol=1e-5)
+        largest_target = max(largest_target, float(np.abs(sample.target.numpy()).max()))
+        assert np.array_equal(sample.hidden_mask.numpy(), mask & ~np.isfinite(x))
+        assert not np.isnan(sat).any() and not np.isnan(sample.target.numpy()).any()
     assert largest_target > 0.5  # targets go beyond the input clip range: never clipped
-    days_used = {str(arrays.times[int(data[i]["day_index"])]) for i in range(len(data))}
+    days_used = {str(arrays.times[int(data[i].day_index)]) for i in range(len(data))}
     assert "2021-01-21" not in days_used and "2021-01-22" not in days_used  # absent / no input
     assert "2021-01-31" not in days_used  # a target with no valid cell is skipped
     train_days = {str(arrays.times[t]) for t in module.datasets["train"].day_indices}
@@ -116,21 +118,70 @@ def test_gap_filling_hides_another_days_clouds(make_cube) -> None:  # type: igno
     arrays = module.arrays
     assert arrays is not None
     sample = train[0]
-    t = int(sample["day_index"])
-    visible = sample["sat"][1].numpy().astype(bool)
+    t = int(sample.day_index)
+    visible = sample.sat[1].numpy().astype(bool)
     valid_today = np.isfinite(arrays.no2[t])
     assert np.all(visible <= valid_today)  # only today's valid cells can be visible
     assert visible.sum() < valid_today.sum()  # and another day's clouds hid some of them
-    hidden = sample["hidden_mask"].numpy()
+    hidden = sample.hidden_mask.numpy()
     assert np.array_equal(hidden, valid_today & ~visible)
     # the hidden cells are exactly some other day's invalid cells
     others = [u for u in train.day_indices if u != t]
     assert any(np.array_equal(visible, valid_today & np.isfinite(arrays.no2[u])) for u in others)
     # the same key gives the same sample; the next epoch borrows (usually) another mask
     again = train[0]
-    assert np.array_equal(again["sat"].numpy(), sample["sat"].numpy())
-    masks = {train[epoch * len(train)]["sat"][1].numpy().tobytes() for epoch in range(6)}
+    assert np.array_equal(again.sat.numpy(), sample.sat.numpy())
+    masks = {train[epoch * len(train)].sat[1].numpy().tobytes() for epoch in range(6)}
     assert len(masks) > 1
+
+
+def test_evaluation_inputs_hide_one_borrowed_mask_per_day(make_cube) -> None:  # type: ignore[no-untyped-def]
+    """Outside training the borrowed gap-filling mask depends on the day only: every tile of a
+    day (and the evaluation's tiled predictor) sees the same input."""
+    module = NO2DataModule(make_cube(days=60, cloud_fraction=0.3), _data(lead=0, tile_size=8))
+    module.setup()
+    val = module.datasets["val"]
+    arrays = module.arrays
+    assert arrays is not None
+    by_day: dict[int, list[tuple[int, int, np.ndarray]]] = {}
+    for index in range(len(val)):
+        sample = val[index]
+        by_day.setdefault(int(sample.day_index), []).append(
+            (int(sample.row), int(sample.col), sample.sat[1].numpy().astype(bool))
+        )
+    for t, tiles in by_day.items():
+        k = int(np.flatnonzero(val.day_indices == t)[0])
+        day = val.evaluation_inputs(k)
+        assert day.target_index == t and day.met_index == t
+        visible = np.isfinite(day.observation)
+        assert visible.sum() < np.isfinite(arrays.no2[t]).sum()  # another day's clouds hid some
+        for row, col, tile_visible in tiles:
+            np.testing.assert_array_equal(tile_visible, visible[row : row + 8, col : col + 8])
+    assert [d.target_index for d in val.evaluation_days()] == sorted(by_day)
+
+
+def test_tile_sample_builds_inputs_from_day_inputs_only(make_cube) -> None:  # type: ignore[no-untyped-def]
+    """A changed observation or meteorology day changes exactly those inputs (the path the
+    robustness and shuffle tests take); the target never changes."""
+    module = NO2DataModule(make_cube(days=60), _data(), seed=0)
+    module.setup()
+    data = module.datasets["test"]
+    assert data.satellite_channel_names == ("no2", "no2_valid")
+    assert data.aux_axes == ("hour", "feature")
+    day = data.evaluation_days()[0]
+    tile = Tile(0, 0, 16)
+    base = data.tile_sample(day, tile)
+    hidden = day.observation.copy()
+    hidden[:4] = np.nan
+    other = data.day_inputs(1)
+    changed = data.tile_sample(replace(day, observation=hidden, met_index=other.met_index), tile)
+    assert not changed.sat[1, :4].any() and (changed.sat[:, 4:] == base.sat[:, 4:]).all()
+    assert np.array_equal(changed.aux.numpy(), data.tile_sample(other, tile).aux.numpy())
+    assert not np.array_equal(changed.aux.numpy(), base.aux.numpy())
+    assert np.array_equal(changed.target.numpy(), base.target.numpy())
+    assert (changed.hidden_mask[:4] == changed.target_mask[:4]).all()
+    batch = stack_samples([base, changed])
+    assert batch.size == 2 and batch.sat.shape == (2, 2, 16, 16) and batch.row.shape == (2,)
 
 
 def test_random_crops_and_covering_tiles(make_cube) -> None:  # type: ignore[no-untyped-def]
@@ -138,12 +189,12 @@ def test_random_crops_and_covering_tiles(make_cube) -> None:  # type: ignore[no-
     module = NO2DataModule(path, _data(tile_size=8), seed=0)
     module.setup()
     train, val = module.datasets["train"], module.datasets["val"]
-    origins = {(int(train[k]["row"]), int(train[k]["col"])) for k in range(3 * len(train))}
+    origins = {(int(train[k].row), int(train[k].col)) for k in range(3 * len(train))}
     assert len(origins) > 5 and all(0 <= r <= 8 and 0 <= c <= 8 for r, c in origins)
-    assert train[1]["sat"].shape == (2, 8, 8) and train[1]["aux"].shape == (24, 13)
-    val_origins = {(int(val[k]["row"]), int(val[k]["col"])) for k in range(len(val))}
+    assert train[1].sat.shape == (2, 8, 8) and train[1].aux.shape == (24, 13)
+    val_origins = {(int(val[k].row), int(val[k].col)) for k in range(len(val))}
     assert val_origins == {(0, 0), (0, 8), (8, 0), (8, 8)}
-    weight = val[0]["weight"].numpy()
+    weight = val[0].weight.numpy()
     assert weight.mean() == pytest.approx(1.0, abs=1e-6)
     assert weight[0, 0] > weight[-1, 0]  # southern cells are larger
 
@@ -172,7 +223,14 @@ def test_static_channels_are_region_one_hot(make_cube) -> None:  # type: ignore[
     module.setup()
     sample = module.datasets["val"][0]
     assert module.satellite_channels == 7
-    one_hot = sample["sat"][2:].numpy()
+    assert module.datasets["val"].satellite_channel_names[2:] == (
+        "region_background",
+        "region_rural",
+        "region_suburban",
+        "region_urban",
+        "region_industrial",
+    )
+    one_hot = sample.sat[2:].numpy()
     assert np.array_equal(one_hot.sum(axis=0), np.ones((16, 16)))
     assert module.arrays is not None
     assert np.array_equal(one_hot.argmax(axis=0), module.arrays.region)

@@ -1,4 +1,5 @@
-"""Tiled inference: exact where the model is, smooth where tiles disagree."""
+"""The tiled predictor: exact where the model is, smooth where tiles disagree, and the same
+field whether a day is predicted alone or batched with other days."""
 
 from __future__ import annotations
 
@@ -12,14 +13,36 @@ from torch import Tensor
 from no2fusion.config import ModelConfig
 from no2fusion.data.tiles import Tile
 from no2fusion.errors import ConfigError
-from no2fusion.evaluation.tiling import (
-    blend_window,
-    overlapping_tiles,
-    predict_field,
-    tile_origins,
-    tiled_inference,
-)
+from no2fusion.evaluation.inference import FieldRequest, InferenceSettings, TiledPredictor
+from no2fusion.evaluation.tiling import blend_window, overlapping_tiles, tile_origins
 from no2fusion.models import build_model
+
+
+def tiled(
+    model: object,
+    shape: tuple[int, int],
+    inputs: object,
+    *,
+    tile_size: int,
+    overlap: int,
+    batch_size: int = 16,
+) -> np.ndarray:
+    """One field through ``TiledPredictor.blend``."""
+    predictor = TiledPredictor(model, InferenceSettings(tile_size, overlap, batch_size))  # type: ignore[arg-type]
+    (field,) = predictor.blend([FieldRequest(shape, inputs)])  # type: ignore[arg-type]
+    return field
+
+
+def predict_field(
+    model: object, sat: Tensor, aux: Tensor, *, tile_size: int, overlap: int, batch_size: int = 16
+) -> np.ndarray:
+    """Tiled prediction over a satellite field (C, H, W) with one shared aux."""
+
+    def inputs(tile: Tile) -> tuple[Tensor, Tensor]:
+        return sat[:, tile.rows, tile.cols], aux
+
+    shape = (int(sat.shape[1]), int(sat.shape[2]))
+    return tiled(model, shape, inputs, tile_size=tile_size, overlap=overlap, batch_size=batch_size)
 
 
 def test_tile_origins_stride_and_flush_last_tile() -> None:
@@ -71,8 +94,8 @@ def test_seams_between_disagreeing_tiles_are_smooth_ramps() -> None:
     def constant(s: Tensor, a: Tensor) -> Tensor:
         return a[:, 0, 0][:, None, None].expand(-1, size, size)
 
-    smooth = tiled_inference(constant, inputs, shape, tile_size=size, overlap=8)
-    hard = tiled_inference(constant, inputs, shape, tile_size=size, overlap=0)
+    smooth = tiled(constant, shape, inputs, tile_size=size, overlap=8)
+    hard = tiled(constant, shape, inputs, tile_size=size, overlap=0)
     row = smooth[5].astype(np.float64)
     steps = np.diff(row)
     jump = 8.0  # neighbouring tile origins differ by the stride, 8 cells
@@ -81,6 +104,35 @@ def test_seams_between_disagreeing_tiles_are_smooth_ramps() -> None:
     assert row[0] == 0.0 and row[-1] == 24.0  # the borders are the border tiles' values
     np.testing.assert_allclose(smooth, smooth[:1].repeat(16, axis=0))  # constant along rows
     assert np.abs(np.diff(hard[5])).max() >= 8.0  # hard tiles jump by a whole tile step
+
+
+def test_fields_batched_across_days_are_the_fields_predicted_alone() -> None:
+    """Tiles of several requests (days) share forward passes; each field comes back whole, in
+    order, and equal to the field predicted on its own."""
+    generator = torch.Generator().manual_seed(2)
+    fields = [torch.randn(1, 20, 30, generator=generator) for _ in range(3)]
+    calls: list[int] = []
+
+    def doubled(s: Tensor, a: Tensor) -> Tensor:
+        calls.append(s.shape[0])
+        return 2.0 * s[:, 0] + a[:, :1, None]
+
+    def request(k: int) -> FieldRequest:
+        def inputs(tile: Tile) -> tuple[Tensor, Tensor]:
+            return fields[k][:, tile.rows, tile.cols], torch.full((1,), float(k))
+
+        return FieldRequest((20, 30), inputs)
+
+    predictor = TiledPredictor(doubled, InferenceSettings(16, 4, batch_size=5))  # type: ignore[arg-type]
+    together = list(predictor.blend(request(k) for k in range(3)))
+    per_field = len(overlapping_tiles((20, 30), 16, 4))  # 2 x 3 tiles
+    assert per_field == 6 and calls == [5, 5, 5, 3]  # batches span two fields
+    for k, field in enumerate(together):
+        alone = next(iter(predictor.blend([request(k)])))
+        np.testing.assert_array_equal(field, alone)
+        np.testing.assert_allclose(field, 2.0 * fields[k][0].numpy() + k, atol=1e-5)
+    with pytest.raises(ConfigError, match="batch_size"):
+        TiledPredictor(doubled, InferenceSettings(16, 4, batch_size=0))  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
-"""A small but complete ``EvaluationResult`` built from the real metric functions on seeded
-synthetic fields (no model), for the figure and report tests."""
+"""A small but complete ``EvaluationResult`` built from the real scoring functions on seeded
+synthetic fields (no model), for the figure, report and metrics-schema tests."""
 
 from __future__ import annotations
 
@@ -7,14 +7,29 @@ import numpy as np
 import pytest
 
 from no2fusion.evaluation import ablation, robustness
-from no2fusion.evaluation.breakdown import (
-    by_pollution_level,
-    by_region,
-    by_season,
-    pollution_bin_edges,
+from no2fusion.evaluation.attention import AttentionMap, AttentionSummary, Wind, entropy_ratio
+from no2fusion.evaluation.breakdown import pollution_bin_edges
+from no2fusion.evaluation.evaluate import EvaluationResult
+from no2fusion.evaluation.results import (
+    SCHEMA_VERSION,
+    AblationResult,
+    InferenceInfo,
+    Metrics,
+    RobustnessResult,
+    ShuffleTest,
+    SplitInfo,
+    Summary,
 )
-from no2fusion.evaluation.evaluate import EvaluationResult, _summary
-from no2fusion.evaluation.metrics import compute_all
+from no2fusion.evaluation.robustness import Perturbed
+from no2fusion.evaluation.runs import HistoryRow
+from no2fusion.evaluation.scoring import (
+    ScoringCells,
+    best_rmse,
+    headline_table,
+    not_winning,
+    score_model,
+    score_scores,
+)
 from no2fusion.vocab import UMOL_M2_TO_MOLEC_CM2
 
 
@@ -41,130 +56,81 @@ def make_fake_result() -> EvaluationResult:
         "concat": target + rng.normal(0, 8.2, size=target.shape),
     }
     scored = np.isfinite(target)
-    edges = pollution_bin_edges(target, (0.5, 0.9))
-    refs = {"persistence": fields["persistence"], "climatology": fields["climatology"]}
-
-    def scores(pred: np.ndarray) -> tuple[dict, dict]:
-        return compute_all(pred, target, scored, area, refs), {
-            "region": by_region(pred, target, scored, region, area),
-            "season": by_season(pred, target, scored, times, area),
-            "pollution": by_pollution_level(pred, target, scored, edges, (0.5, 0.9), area),
-        }
-
-    model_scores, model_breakdowns = scores(prediction)
-    baselines = {}
-    for name, values in fields.items():
-        g, b = scores(values)
-        baselines[name] = {"global": g, "breakdowns": b}
+    cells = ScoringCells(
+        scored,
+        target,
+        area,
+        region,
+        times,
+        tuple(pollution_bin_edges(target, (0.5, 0.9))),
+        (0.5, 0.9),
+        {"persistence": fields["persistence"], "climatology": fields["climatology"]},
+    )
+    model_scores = score_model(prediction, cells)
+    baselines = {name: score_model(values, cells) for name, values in fields.items()}
     rows = [
-        {
-            "category": "dropout_random",
-            "label": "random",
-            "setting": 0.1,
-            "setting_label": "10 %",
-            "rmse": 8.4,
-            "rmse_change": 0.05,
-        },
-        {
-            "category": "dropout_cloud",
-            "label": "cloud",
-            "setting": 0.5,
-            "setting_label": "50 %",
-            "rmse": 9.9,
-            "rmse_change": 0.24,
-        },
-        {
-            "category": "noise",
-            "label": "noise",
-            "setting": 0.05,
-            "setting_label": "5 %",
-            "rmse": 8.9,
-            "rmse_change": 0.11,
-        },
-        {
-            "category": "feature_group",
-            "label": "group",
-            "setting": "wind",
-            "setting_label": "wind",
-            "rmse": 8.1,
-            "rmse_change": 0.01,
-        },
-        {
-            "category": "feature_group",
-            "label": "group",
-            "setting": "blh",
-            "setting_label": "blh",
-            "rmse": 8.3,
-            "rmse_change": 0.03,
-        },
+        Perturbed("dropout_random", "random", 0.1, "10 %", 8.4, 0.05, 0.1),
+        Perturbed("dropout_cloud", "cloud", 0.5, "50 %", 9.9, 0.24, 0.5),
+        Perturbed("noise", "noise", 0.05, "5 %", 8.9, 0.11),
+        Perturbed("feature_group", "group", "wind", "wind", 8.1, 0.01),
+        Perturbed("feature_group", "group", "blh", "blh", 8.3, 0.03),
     ]
     tests = robustness.judge(rows, climatology_rmse=20.0)
     weights = rng.dirichlet(np.ones(24), size=(2, 1, 2, 16))
-    ratio = ablation.entropy_ratio(weights)
-    baseline_rmse = {k: v["global"]["rmse"] for k, v in baselines.items()}
-    summary = _summary("cross_modal", model_scores, model_breakdowns, baselines)
-    summary["verdicts"] = ablation.verdicts(model_scores["rmse"], baseline_rmse, ratio, 0.002, 0.01)
-    metrics = {
-        "schema_version": 1,
-        "model": "cross_modal",
-        "units": "umol m-2",
-        "unit_factor_molec_cm2": UMOL_M2_TO_MOLEC_CM2,
-        "global": model_scores,
-        "split": {
-            "lead": 1,
-            "scored_cells": "valid target cells",
-            "test_days": n_days,
-            "first_day": str(times[0]),
-            "last_day": str(times[-1]),
-            "train_days": 40,
-            "val_days": 8,
-        },
-        "breakdowns": model_breakdowns,
-        "baselines": baselines,
-        "ablation": {
-            "entropy_ratio": ratio,
-            "entropy_ratio_per_layer": [ratio],
-            "collapse_threshold": 0.9,
-            "collapsed": ratio > 0.9,
-            "shuffle_threshold": 0.01,
-            "shuffle_reference_rmse": 8.0,
-            "shuffle": {
-                "samples": {"description": "across samples", "rmse": 8.02, "rmse_change": 0.002}
-            },
-            "n_samples": 8,
-        },
-        "robustness": {
-            "reference_rmse": 8.0,
-            "climatology_rmse": 20.0,
-            "n_samples": 8,
-            "tests": tests,
-        },
-        "truth": None,
-        "summary": summary,
-    }
+    ratio = entropy_ratio(weights)
+    table = headline_table({"cross_modal": model_scores, **baselines})
+    verdicts = ablation.verdicts(
+        model_scores.global_.rmse,
+        {k: v.global_.rmse for k, v in baselines.items()},
+        ratio,
+        0.002,
+        0.01,
+    )
+    metrics = Metrics(
+        schema_version=SCHEMA_VERSION,
+        model="cross_modal",
+        units="umol m-2",
+        unit_factor_molec_cm2=UMOL_M2_TO_MOLEC_CM2,
+        global_=model_scores.global_,
+        split=SplitInfo(1, "valid target cells", n_days, str(times[0]), str(times[-1]), 40, 8),
+        inference=InferenceInfo(16, 4, "raised cosine", 4, "cpu", "fp32"),
+        breakdowns=model_scores.breakdowns,
+        baselines=baselines,
+        ablation=AblationResult(
+            entropy_ratio=ratio,
+            entropy_ratio_per_layer=(ratio,),
+            collapse_threshold=0.9,
+            collapsed=ratio > 0.9,
+            shuffle_threshold=0.01,
+            shuffle_reference_rmse=8.0,
+            shuffle={"samples": ShuffleTest("across days", 8.02, 0.002)},
+            n_days=8,
+        ),
+        robustness=RobustnessResult(8.0, 20.0, 8, tests),
+        truth=score_scores(prediction, target, scored, area),
+        summary=Summary(table, best_rmse(table), not_winning(model_scores, baselines), verdicts),
+        checkpoints={"cross_modal": "run/checkpoints/cross_modal/checkpoints/best.ckpt"},
+        evaluation_seconds=1.5,
+        evaluation_phases_seconds={"test split and model predictions": 0.5},
+    )
     hours = np.arange(-23.0, 1.0)
-    day_maps = {
-        "date": "2021-01-01",
-        "hours": hours,
-        "argmax_hour": rng.integers(-23, 1, size=(4, 4)).astype(float),
-        "entropy_ratio": rng.uniform(0.5, 1, size=(4, 4)),
-        "mean_weight": np.full(24, 1 / 24),
-        "lat": lat.reshape(4, 4).mean(1),
-        "lon": lon.reshape(4, 4).mean(1),
-        "wind_u": rng.normal(size=(3, 3)),
-        "wind_v": rng.normal(size=(3, 3)),
-        "wind_lat": np.array([50.25, 50.75, 51.25]),
-        "wind_lon": np.array([6.25, 6.75, 7.25]),
-    }
-    history = [
-        {
-            "epoch": e,
-            "phase": "warmup" if e < 2 else "finetune",
-            "train_loss": 1 / (e + 1),
-            "val_loss": 1.2 / (e + 1),
-        }
+    summary = AttentionSummary(
+        argmax_hour=rng.integers(-23, 1, size=(4, 4)).astype(float),
+        entropy_ratio=rng.uniform(0.5, 1, size=(4, 4)),
+        mean_weight=np.full(24, 1 / 24),
+    )
+    wind = Wind(
+        rng.normal(size=(3, 3)),
+        rng.normal(size=(3, 3)),
+        np.array([50.25, 50.75, 51.25]),
+        np.array([6.25, 6.75, 7.25]),
+    )
+    token_lat, token_lon = lat.reshape(4, 4).mean(1), lon.reshape(4, 4).mean(1)
+    attention = AttentionMap("2021-01-01", hours, summary, token_lat, token_lon, wind)
+    history = tuple(
+        HistoryRow(e, "warmup" if e < 2 else "finetune", 1 / (e + 1), 1.2 / (e + 1))
         for e in range(5)
-    ]
+    )
     return EvaluationResult(
         metrics=metrics,
         times=times,
@@ -177,6 +143,6 @@ def make_fake_result() -> EvaluationResult:
         input_field=fields["persistence"],
         baselines=fields,
         histories={"cross_modal": history, "concat": history},
-        attention_days=[day_maps],
+        attention_maps=(attention,),
         lead=1,
     )

@@ -57,7 +57,7 @@ def test_report_is_self_contained_with_tables_and_honest_verdicts(
         "table-robustness",
     ):
         assert f'id="{table}"' in html
-    rmse = fake_result.metrics["global"]["rmse"]
+    rmse = fake_result.metrics.global_.rmse
     assert fmt(rmse, 2) in html
     # the fake model does not beat concat by 5 % and the shuffle does not hurt: both must say FAIL
     assert "does NOT beat plain concatenation" in html

@@ -8,9 +8,10 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset, default_collate
 
 from no2fusion.config import Config, TrainingConfig
+from no2fusion.data.batch import Batch
 from no2fusion.models import build_model
 from no2fusion.training.module import NO2LightningModule
 from no2fusion.training.regime import (
@@ -69,7 +70,14 @@ def _loaders() -> tuple[DataLoader, DataLoader]:
     target = sat[:, 0] * 0.5
     target[:, :4] = float("nan")
     data = TensorDataset(sat, aux, target)
-    return DataLoader(data, batch_size=4), DataLoader(data, batch_size=4)
+
+    def collate(items: list[tuple[torch.Tensor, ...]]) -> Batch:
+        return Batch.from_inputs(*default_collate(items))  # NaN target = missing cell
+
+    return (
+        DataLoader(data, batch_size=4, collate_fn=collate),
+        DataLoader(data, batch_size=4, collate_fn=collate),
+    )
 
 
 def test_schedule_applied_in_a_lightning_run(tiny_train_config: Config) -> None:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from no2fusion.cli import Command, _add_config_argument, load_cli_config
+from no2fusion.commands.base import Command, add_config_argument, load_cli_config
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    _add_config_argument(parser)
+    add_config_argument(parser)
     parser.add_argument(
         "--sources",
         type=Path,

@@ -9,17 +9,9 @@ end up in shell history or process lists.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 from pathlib import Path
 
-from no2fusion.cli import Command
-
-
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+from no2fusion.commands.base import Command, date_argument
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -31,8 +23,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         metavar=("W", "S", "E", "N"),
         help="domain in degrees: west south east north",
     )
-    parser.add_argument("--start", type=_date, required=True, help="first day (YYYY-MM-DD)")
-    parser.add_argument("--end", type=_date, required=True, help="last day, inclusive")
+    parser.add_argument("--start", type=date_argument, required=True, help="first day (YYYY-MM-DD)")
+    parser.add_argument("--end", type=date_argument, required=True, help="last day, inclusive")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument(
         "--dry-run", action="store_true", help="list what would be fetched and stop"

@@ -16,14 +16,7 @@ import datetime as dt
 import time
 from pathlib import Path
 
-from no2fusion.cli import Command
-
-
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+from no2fusion.commands.base import Command, date_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "cube of the needed days is built with the checkpoint's pipeline settings",
     )
     source.add_argument("--cube", type=Path, help="an existing cube (`no2fusion build`)")
-    parser.add_argument("--date", type=_date, required=True, help="target day (YYYY-MM-DD)")
+    parser.add_argument("--date", type=date_argument, required=True, help="target day (YYYY-MM-DD)")
     parser.add_argument(
         "--bbox",
         nargs=4,
@@ -57,7 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="cells shared by neighbouring tiles (default: a quarter tile)",
     )
-    parser.add_argument("--batch-size", type=int, default=32, help="tiles per forward pass")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="tiles per forward pass (default: the checkpoint's data.batch_size)",
+    )
     parser.add_argument(
         "--precision",
         choices=("auto", "fp32", "bf16"),
@@ -65,12 +63,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="inference precision (default: the checkpoint's training.precision; auto = bf16 on "
         "CPUs with AMX/AVX512-BF16)",
     )
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where the model runs (default auto: as the checkpoint's training.accelerator, "
+        "a GPU when one is available)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
     import tempfile
 
+    from no2fusion.evaluation.inference import InferenceSettings
     from no2fusion.evaluation.predict import (
         crop_cube,
         predict_day,
@@ -79,7 +85,6 @@ def run(args: argparse.Namespace) -> int:
     )
     from no2fusion.grid import BBox, create_target_grid
     from no2fusion.io.cube import open_cube
-    from no2fusion.models.precision import resolve_precision
     from no2fusion.training.checkpoint import load_checkpoint
 
     started = time.perf_counter()
@@ -88,20 +93,19 @@ def run(args: argparse.Namespace) -> int:
     if args.bbox is not None:
         west, south, east, north = args.bbox
         bbox = BBox(lat_min=south, lat_max=north, lon_min=west, lon_max=east)
-    precision = resolve_precision(args.precision or config.training.precision, "cpu")
-    options = {
-        "tile_size": args.tile_size,
-        "overlap": args.overlap,
-        "batch_size": args.batch_size,
-        "precision": precision,
-    }
+    settings = InferenceSettings.for_run(
+        config,
+        tile_size=args.tile_size,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        device=None if args.device == "auto" else args.device,
+        precision=args.precision,
+    )
     if args.cube is not None:
         cube = open_cube(args.cube)
         if bbox is not None:
             cube = crop_cube(cube, bbox, args.cube)
-        ds = predict_day(
-            model, config, normalizers, cube, args.date, cube_path=args.cube, **options
-        )
+        ds = predict_day(model, config, normalizers, cube, args.date, settings, args.cube)
     else:
         from no2fusion.pipeline.build import build_cube
 
@@ -116,9 +120,7 @@ def run(args: argparse.Namespace) -> int:
             cube_path = Path(tmp) / "cube.zarr"
             build_cube(linked, cube_path, grid, config.pipeline, progress=not args.no_progress)
             cube = open_cube(cube_path)
-            ds = predict_day(
-                model, config, normalizers, cube, args.date, cube_path=cube_path, **options
-            )
+            ds = predict_day(model, config, normalizers, cube, args.date, settings, cube_path)
             ds.attrs["cube"] = f"temporary cube built from {args.sources}"
     ds.attrs["checkpoint"] = str(args.checkpoint)
     ds.attrs["checkpoint_epoch"] = int(meta.get("epoch", -1))

@@ -1,6 +1,6 @@
 """``no2fusion train --config CFG --cube CUBE --output DIR [--resume]``: fit a model on a cube.
 
-Sits at the CLI edge: reads the config (through ``cli.load_cli_config``) and calls
+Sits at the CLI edge: reads the config (through ``commands.base.load_cli_config``) and calls
 ``training.train.train_model``, which writes the resolved config, best/last checkpoints, a CSV
 log and the epoch history into ``--output``; progress bars show on the terminal.
 """
@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from no2fusion.cli import Command, _add_config_argument, load_cli_config
+from no2fusion.commands.base import Command, add_config_argument, load_cli_config
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    _add_config_argument(parser)
+    add_config_argument(parser)
     parser.add_argument("--cube", type=Path, required=True, help="Zarr cube from `no2fusion build`")
     parser.add_argument("--output", type=Path, default=Path("outputs"), help="run directory")
     parser.add_argument(

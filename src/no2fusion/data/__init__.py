@@ -6,9 +6,11 @@ validity-mask channel) and torch starts here (DESIGN §2, §3).
 
 from __future__ import annotations
 
+from no2fusion.data.batch import Batch, stack_samples
 from no2fusion.data.datamodule import NO2DataModule
 from no2fusion.data.dataset import (
     CubeArrays,
+    DayInputs,
     EpochSampler,
     NO2TileDataset,
     Normalizers,
@@ -19,7 +21,9 @@ from no2fusion.data.tiles import Tile, covering_tiles, met_weights, random_tile
 
 __all__ = [
     "SEASONS",
+    "Batch",
     "CubeArrays",
+    "DayInputs",
     "EpochSampler",
     "NO2DataModule",
     "NO2TileDataset",
@@ -32,4 +36,5 @@ __all__ = [
     "met_weights",
     "random_tile",
     "season_of",
+    "stack_samples",
 ]

@@ -15,6 +15,7 @@ import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 
 from no2fusion.config import DataConfig
+from no2fusion.data.batch import stack_samples
 from no2fusion.data.dataset import (
     CubeArrays,
     EpochSampler,
@@ -107,6 +108,7 @@ class NO2DataModule(pl.LightningDataModule):
             sampler=sampler,
             shuffle=False,
             num_workers=workers,
+            collate_fn=stack_samples,
             persistent_workers=False,
             pin_memory=False,
             drop_last=False,

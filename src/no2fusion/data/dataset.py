@@ -2,7 +2,8 @@
 
 Sits in ``data/`` after ``io/cube.py`` (which opens and checks the Zarr cube) and before
 ``models/``. Here NaN stops (NaN -> 0 plus a validity-mask channel) and torch starts. A sample
-is one target day ``d`` on one tile (DESIGN §2):
+(a ``data.batch.Batch`` without the batch dimension) is one target day ``d`` on one tile
+(DESIGN §2):
 
 - ``sat`` (C, H, W) float32: [normalized NO2 of day d - lead (clipped, NaN -> 0), validity mask
   (1 = observed), and with ``static_channels`` one channel per region class (one-hot)];
@@ -22,6 +23,11 @@ cloud-shaped gaps; the loss covers every valid target cell (hidden and visible) 
 
 Target days whose target has no valid cell are skipped; a random training crop is redrawn (up to
 ``_CROP_TRIES`` times) until its target has a valid cell.
+
+Inputs are built in two steps: ``DayInputs`` holds what the model may see of one day on the whole
+domain (the input day's observation with hidden cells as NaN, and which day's meteorology), and
+``NO2TileDataset.tile_sample`` cuts one tile of it into a sample. Training, evaluation (also its
+robustness and shuffle tests, which only change ``DayInputs``) and ``no2fusion predict`` share it.
 """
 
 from __future__ import annotations
@@ -38,22 +44,24 @@ from numpy.typing import NDArray
 from torch.utils.data import Dataset, Sampler
 
 from no2fusion.config import DataConfig
+from no2fusion.data.batch import Batch
 from no2fusion.data.tiles import (
     MetWeights,
     Tile,
     check_tile_fits,
     covering_tiles,
-    edges_from_centres,
     met_weights,
     overlap_lengths,
     random_tile,
 )
 from no2fusion.errors import CubeSchemaError
+from no2fusion.grid import edges_from_centres
 from no2fusion.pipeline.normalize import RobustNormalizer
 from no2fusion.vocab import REGION_CLASSES
 
 _CROP_TRIES = 10
-Sample = dict[str, torch.Tensor]
+# The channels of ``sat`` that come from the satellite observation of the input day.
+SATELLITE_OBSERVATION_CHANNELS: tuple[str, ...] = ("no2", "no2_valid")
 
 
 @dataclass
@@ -207,13 +215,35 @@ def fit_normalizers(
     return Normalizers(no2_normalizer, feature_normalizer)
 
 
-class NO2TileDataset(Dataset[Sample]):
+@dataclass(frozen=True)
+class DayInputs:
+    """What the model is given for one target day, before it is cut into tiles.
+
+    ``observation`` (lat, lon) float32 umol m-2 is the satellite field of the input day as the
+    model may see it: NaN where no valid pixel was observed or where a cell is hidden (gap
+    filling's borrowed cloud mask; robustness tests hide or perturb cells here).
+    ``met_index`` is the day whose meteorology is used: the target day, except in the shuffle
+    test. Indices are into ``CubeArrays.times``; ``position`` into ``day_indices``.
+    """
+
+    position: int
+    target_index: int
+    input_index: int
+    observation: NDArray[np.float32]
+    met_index: int
+
+
+class NO2TileDataset(Dataset[Batch]):
     """Samples of the target ``days`` (one split) of a cube; see the module docstring.
 
     ``training=True``: one entry per usable target day; each draw takes a random tile (keys from
     ``EpochSampler`` carry the epoch, so crops and borrowed masks change every epoch yet are
     reproducible from ``seed``). ``training=False``: one entry per (day, covering tile) whose
-    target has a valid cell, always the same.
+    target has a valid cell, always the same; the borrowed gap-filling mask is drawn once per
+    day, so every tile of a day (and the evaluation's tiled predictor) sees the same input.
+
+    ``tile_sample`` is the one place where model inputs are built: training, validation,
+    evaluation and ``no2fusion predict`` all go through it.
     """
 
     def __init__(
@@ -263,9 +293,25 @@ class NO2TileDataset(Dataset[Sample]):
         return len(self.entries)
 
     @property
+    def satellite_channel_names(self) -> tuple[str, ...]:
+        """Names of the channels of ``sat``, in order: ``no2`` (normalized, clipped, 0 where
+        not visible) and ``no2_valid`` (1 = visible), then ``region_<class>`` one-hots with
+        ``data.static_channels``."""
+        names = SATELLITE_OBSERVATION_CHANNELS
+        if self.config.static_channels:
+            names += tuple(f"region_{name}" for name in REGION_CLASSES)
+        return names
+
+    @property
     def satellite_channels(self) -> int:
-        """C of ``sat``: NO2 + mask (+ one per region class with static channels)."""
-        return 2 + (len(REGION_CLASSES) if self.config.static_channels else 0)
+        """C of ``sat``."""
+        return len(self.satellite_channel_names)
+
+    @property
+    def aux_axes(self) -> tuple[str, ...]:
+        """Names of the axes of one sample's ``aux`` (after the batch axis): today the tile-mean
+        series, (``hour``, ``feature``) = (T, F), features in ``vocab.FEATURES`` order."""
+        return ("hour", "feature")
 
     def _weights_of(self, tile: Tile) -> MetWeights:
         key = (tile.row, tile.col)
@@ -273,34 +319,57 @@ class NO2TileDataset(Dataset[Sample]):
             self._weights[key] = self.arrays.tile_weights(tile)
         return self._weights[key]
 
-    def __getitem__(self, key: int) -> Sample:
+    def _borrowed_day(self, k: int, rng: np.random.Generator) -> int | None:
+        """A day index of this split other than day position ``k`` whose invalid cells gap
+        filling hides (None when masks are not borrowed)."""
+        if not self.borrow_masks or len(self.day_indices) < 2:
+            return None
+        other = int(rng.integers(0, len(self.day_indices) - 1))
+        return int(self.day_indices[other + (other >= k)])  # any day but day d
+
+    def day_inputs(self, k: int, hide_day: int | None = None) -> DayInputs:
+        """The inputs of day position ``k``; cells invalid on day index ``hide_day`` are hidden
+        from the observation as well (gap filling)."""
+        t, t_in = int(self.day_indices[k]), int(self.input_indices[k])
+        observation = self.arrays.no2[t_in]  # (lat, lon) umol m-2, NaN = no data
+        if hide_day is not None:
+            observation = np.where(self._valid[hide_day], observation, np.float32(np.nan))
+        return DayInputs(k, t, t_in, observation, met_index=t)
+
+    def evaluation_inputs(self, k: int) -> DayInputs:
+        """The fixed inputs of day position ``k`` outside training: the borrowed gap-filling
+        mask (lead 0) is drawn from (seed, k) only, the same for every tile of the day."""
+        return self.day_inputs(k, self._borrowed_day(k, np.random.default_rng([self.seed, k])))
+
+    def evaluation_days(self) -> list[DayInputs]:
+        """``evaluation_inputs`` of every usable day whose target has a valid cell, in order."""
+        positions = sorted({k for k, _ in self.entries})
+        return [self.evaluation_inputs(k) for k in positions]
+
+    def __getitem__(self, key: int) -> Batch:
         """``key`` = epoch * len(self) + index (plain indices are epoch 0)."""
         key = int(key)
         epoch, index = divmod(key, len(self))
         k, tile = self.entries[index]
+        if not self.training:
+            assert tile is not None
+            return self.tile_sample(self.evaluation_inputs(k), tile)
         rng = np.random.default_rng([self.seed, epoch, index])
-        t, t_in = int(self.day_indices[k]), int(self.input_indices[k])
-        if tile is None:  # random crop with a valid target cell
-            for _ in range(_CROP_TRIES):
-                tile = random_tile(self.arrays.shape, self.tile_size, rng)
-                if self._valid[t, tile.rows, tile.cols].any():
-                    break
+        t = int(self.day_indices[k])
+        for _ in range(_CROP_TRIES):  # random crop with a valid target cell
+            tile = random_tile(self.arrays.shape, self.tile_size, rng)
+            if self._valid[t, tile.rows, tile.cols].any():
+                break
         assert tile is not None
-        hide_day: int | None = None
-        if self.borrow_masks and len(self.day_indices) > 1:
-            other = int(rng.integers(0, len(self.day_indices) - 1))
-            hide_day = int(self.day_indices[other + (other >= k)])  # any day but day d
-        return self.sample(t, t_in, tile, hide_day)
+        return self.tile_sample(self.day_inputs(k, self._borrowed_day(k, rng)), tile)
 
-    def sample(self, t: int, t_in: int, tile: Tile, hide_day: int | None = None) -> Sample:
-        """The sample for target day index ``t``, input day index ``t_in`` on ``tile``; cells
-        invalid on day index ``hide_day`` are also hidden from the input (gap filling)."""
+    def tile_sample(self, day: DayInputs, tile: Tile) -> Batch:
+        """The sample of ``day`` on ``tile``: every model input is built here (module
+        docstring), from ``day.observation`` and the meteorology of ``day.met_index``."""
         arrays, norm = self.arrays, self.normalizers
         rows, cols = tile.rows, tile.cols
-        x = arrays.no2[t_in, rows, cols]  # (H, W) umol m-2, NaN = no data
+        x = day.observation[rows, cols]  # (H, W) umol m-2, NaN = not visible
         visible = np.isfinite(x)
-        if hide_day is not None:
-            visible &= self._valid[hide_day, rows, cols]
         x_norm = np.where(visible, norm.no2.transform(np.where(visible, x, 0.0), clip=True), 0.0)
         channels = [x_norm, visible.astype(np.float32)]
         if self.config.static_channels:
@@ -308,29 +377,29 @@ class NO2TileDataset(Dataset[Sample]):
             channels += [(region == code).astype(np.float32) for code in range(len(REGION_CLASSES))]
         sat = np.stack(channels).astype(np.float32)  # (C, H, W)
 
-        y = arrays.no2[t, rows, cols]
+        y = arrays.no2[day.target_index, rows, cols]
         target_mask = np.isfinite(y)
         target = np.where(
             target_mask, norm.no2.transform(np.where(target_mask, y, 0.0), clip=False), 0.0
         )
 
-        aux_raw = arrays.tile_features(t, self._weights_of(tile))  # (T, F)
+        aux_raw = arrays.tile_features(day.met_index, self._weights_of(tile))  # (T, F)
         aux = np.nan_to_num(
             norm.features.transform(aux_raw, clip=True), nan=0.0, posinf=0.0, neginf=0.0
         )
 
         area = arrays.cell_area[rows, cols]
-        return {
-            "sat": torch.from_numpy(sat),
-            "aux": torch.from_numpy(aux.astype(np.float32)),
-            "target": torch.from_numpy(target.astype(np.float32)),
-            "target_mask": torch.from_numpy(target_mask),
-            "hidden_mask": torch.from_numpy(target_mask & ~visible),
-            "weight": torch.from_numpy((area / area.mean()).astype(np.float32)),
-            "day_index": torch.tensor(t, dtype=torch.int64),
-            "row": torch.tensor(tile.row, dtype=torch.int64),
-            "col": torch.tensor(tile.col, dtype=torch.int64),
-        }
+        return Batch(
+            sat=torch.from_numpy(sat),
+            aux=torch.from_numpy(aux.astype(np.float32)),
+            target=torch.from_numpy(target.astype(np.float32)),
+            target_mask=torch.from_numpy(target_mask),
+            hidden_mask=torch.from_numpy(target_mask & ~visible),
+            weight=torch.from_numpy((area / area.mean()).astype(np.float32)),
+            day_index=torch.tensor(day.target_index, dtype=torch.int64),
+            row=torch.tensor(tile.row, dtype=torch.int64),
+            col=torch.tensor(tile.col, dtype=torch.int64),
+        )
 
 
 class EpochSampler(Sampler[int]):

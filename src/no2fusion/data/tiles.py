@@ -127,13 +127,3 @@ def met_weights(
         lat_w[lat_slice] / lat_w.sum(),
         lon_w[lon_slice] / lon_w.sum(),
     )
-
-
-def edges_from_centres(centres: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Cell edges (n+1,) of a regular 1-D axis from its centres (n,), degrees."""
-    centres = np.asarray(centres, dtype=np.float64)
-    if centres.size == 1:
-        raise ConfigError("cannot infer cell edges from a single cell centre; store bounds")
-    step = np.diff(centres)
-    inner = 0.5 * (centres[:-1] + centres[1:])
-    return np.concatenate([[centres[0] - 0.5 * step[0]], inner, [centres[-1] + 0.5 * step[-1]]])

@@ -1,6 +1,8 @@
 """Classical baselines the model must beat, scored on the identical test cells.
 
-Sits in ``evaluation/``: pure numpy (+ LightGBM) on (time, lat, lon) fields in umol m-2.
+Sits in ``evaluation/`` after ``data/``: numpy (+ LightGBM) on (time, lat, lon) fields in
+umol m-2. ``SplitFields`` holds the observed fields of a split's days as the model sees them
+(from ``DayInputs``), ``run_baselines`` fits and predicts every classical baseline from them.
 
 - ``MonthlyClimatology``: per-cell mean of the TRAINING split by calendar month (fallbacks: the
   cell's all-month training mean, then the domain's training mean);
@@ -11,7 +13,7 @@ Sits in ``evaluation/``: pure numpy (+ LightGBM) on (time, lat, lon) fields in u
   neural model sees), trained on the training split only, subsampled to ``max_samples`` rows.
 
 The neural baselines (concatenation fusion, satellite-only) are trained by ``training/`` with
-the model's own regime and scored in ``evaluate.py``.
+the model's own regime and predicted by the same tiled predictor as the model (``evaluate.py``).
 """
 
 from __future__ import annotations
@@ -24,10 +26,15 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage
 
+from no2fusion.config import EvaluationConfig
+from no2fusion.data.dataset import DayInputs, NO2TileDataset
 from no2fusion.evaluation.breakdown import months_of
 from no2fusion.evaluation.metrics import as_array
+from no2fusion.vocab import FEATURES
 
 Array = NDArray[np.float64]
+# Met features given to LightGBM as their 24-h means (the time features are left at overpass).
+_MET_MEAN_FEATURES = FEATURES[:9]
 
 
 @dataclass(frozen=True)
@@ -213,3 +220,114 @@ def predict_lightgbm(booster: Any, features: CellFeatures, chunk_cells: int = 26
         rows = features.rows(t, np.tile(y, days.size), np.tile(x, days.size))
         out[days] = booster.predict(rows).reshape(days.size, n_lat, n_lon)
     return out
+
+
+@dataclass(frozen=True)
+class SplitFields:
+    """The observed fields of some days of a split, umol m-2.
+
+    times (n,) target days; target (n, lat, lon) the QA-filtered observation of each target
+    day; observation (n, lat, lon) the satellite input as the model sees it (day d - lead, NaN
+    where not observed or hidden).
+    """
+
+    days: tuple[DayInputs, ...]
+    times: NDArray[np.datetime64]
+    target: Array
+    observation: Array
+
+    @classmethod
+    def of(cls, dataset: NO2TileDataset, days: Sequence[DayInputs]) -> SplitFields:
+        arrays = dataset.arrays
+        targets = [day.target_index for day in days]
+        observation = np.stack([day.observation for day in days]) if days else np.zeros(0)
+        return cls(
+            days=tuple(days),
+            times=arrays.times[targets],
+            target=arrays.no2[targets].astype(np.float64),
+            observation=np.asarray(observation, dtype=np.float64),
+        )
+
+
+def met_features(dataset: NO2TileDataset, days: Sequence[DayInputs]) -> tuple[Array, list[str]]:
+    """The meteorology the model sees, as LightGBM features: per day the overpass step of all
+    13 features plus the 24-h means of the 9 meteorological ones (normalized), from each
+    covering tile's sample; (days, k) for a one-tile domain, else (days, lat, lon, k) with each
+    cell taking its covering tile's values. Axes of ``aux`` other than hour and feature (if
+    any) are averaged."""
+    hour, feature = dataset.aux_axes.index("hour"), dataset.aux_axes.index("feature")
+    other = tuple(axis for axis in range(len(dataset.aux_axes)) if axis not in (hour, feature))
+    mean_index = [FEATURES.index(name) for name in _MET_MEAN_FEATURES]
+    names = [f"{n}@overpass" for n in FEATURES] + [f"{n}_24h_mean" for n in _MET_MEAN_FEATURES]
+
+    def vector(day: DayInputs, tile: Any) -> Array:
+        aux = dataset.tile_sample(day, tile).aux.numpy().astype(np.float64)
+        series = np.moveaxis(aux.mean(axis=other) if other else aux, (hour, feature), (0, 1))
+        return np.concatenate([series[-1], series[:, mean_index].mean(axis=0)])  # (k,)
+
+    tiles = dataset.tiles
+    if len(tiles) == 1:
+        return np.stack([vector(day, tiles[0]) for day in days]), names
+    met = np.zeros((len(days), *dataset.arrays.shape, len(names)))
+    for k, day in enumerate(days):
+        for tile in tiles:
+            met[k, tile.rows, tile.cols] = vector(day, tile)
+    return met, names
+
+
+@dataclass(frozen=True)
+class BaselineFields:
+    """The classical baselines' test fields (days, lat, lon) umol m-2: ``fields`` holds those
+    asked for; persistence and climatology are always there as the skill references."""
+
+    fields: dict[str, Array]
+    persistence: Array
+    climatology: Array
+
+
+def run_baselines(
+    train_set: NO2TileDataset,
+    test_set: NO2TileDataset,
+    test: SplitFields,
+    train_day_indices: NDArray[np.int64],
+    wanted: Sequence[str],
+    config: EvaluationConfig,
+    seed: int,
+) -> BaselineFields:
+    """Fit the climatology on every training day, LightGBM (when wanted) on the training
+    split's evaluated days, and predict the test days of ``test``."""
+    arrays = train_set.arrays
+    train_field = arrays.no2[train_day_indices].astype(np.float64)
+    climatology = MonthlyClimatology.fit(train_field, arrays.times[train_day_indices])
+    clim_test = climatology.predict(test.times)
+    persisted = persistence(test.observation, clim_test)
+    fields: dict[str, Array] = {}
+    if "persistence" in wanted:
+        fields["persistence"] = persisted
+    if "climatology" in wanted:
+        fields["climatology"] = clim_test
+    if "lightgbm" in wanted:
+        train = SplitFields.of(train_set, train_set.evaluation_days())
+        train_met, names = met_features(train_set, train.days)
+        train_features = CellFeatures.build(
+            train.observation,
+            climatology.predict(train.times),
+            arrays.region,
+            train.times,
+            train_met,
+            names,
+        )
+        booster = fit_lightgbm(
+            train_features,
+            train.target,
+            config.lightgbm_rounds,
+            config.lightgbm_max_samples,
+            seed,
+            num_threads=config.lightgbm_threads,
+        )
+        test_met, _ = met_features(test_set, test.days)
+        test_features = CellFeatures.build(
+            test.observation, clim_test, arrays.region, test.times, test_met, names
+        )
+        fields["lightgbm"] = predict_lightgbm(booster, test_features)
+    return BaselineFields(fields, persisted, clim_test)

@@ -3,7 +3,7 @@
 Sits in ``evaluation/``, after training: every score in ``metrics.json`` (the model, the
 baselines, the breakdowns, the ablation and robustness tables) comes from ``compute_all`` on
 fields in umol m-2, so all of them are comparable. Pure numpy; torch tensors are accepted and
-converted.
+converted. The seed's ``MetricsCalculator`` (``no2fusion.seed_api``) is a thin class over it.
 
 Definitions (w = cell area of a valid cell, e = pred - target, sums over valid cells only):
 
@@ -112,104 +112,59 @@ def skill_score(mse_model: float, mse_reference: float) -> float:
     return 1.0 - mse_model / mse_reference
 
 
-class MetricsCalculator:
-    """The seed's metrics API: ``MetricsCalculator().compute_all(pred, target, ...)``.
-
-    Fields are (..., lat, lon) in umol m-2 (time first when there is a time axis). ``units``
-    only labels the output; ``to_molec_cm2`` converts the dimensional scores for the twin
-    ``*_molec_cm2`` keys (None switches them off, e.g. for normalized fields).
-    """
-
-    def __init__(self, units: str = NO2_UNITS, to_molec_cm2: float | None = UMOL_M2_TO_MOLEC_CM2):
-        self.units = units
-        self.to_molec_cm2 = to_molec_cm2
-
-    def compute_all(
-        self,
-        pred: ArrayLike,
-        target: ArrayLike,
-        mask: ArrayLike | None = None,
-        cell_area: ArrayLike | None = None,
-        references: dict[str, ArrayLike] | None = None,
-    ) -> dict[str, Any]:
-        """Every score of the module docstring as a flat JSON-ready dict.
-
-        Args:
-            pred, target: (..., lat, lon) fields in ``self.units``; NaN = missing.
-            mask: optional bool/0-1 array broadcastable to the fields; False excludes a cell.
-            cell_area: optional (lat, lon) cell areas in m2 (None = equal weights).
-            references: optional name -> reference forecast on the same cells (e.g.
-                ``{"persistence": ..., "climatology": ...}``) giving ``skill_vs_<name>``.
-        """
-        p, t = as_array(pred), as_array(target)
-        valid = valid_cells(p, t, mask)
-        weights = cell_weights(p.shape, cell_area)
-        n_valid = int(valid.sum())
-        out: dict[str, Any] = {"n_valid": n_valid, "units": self.units}
-        if n_valid == 0:
-            for name in (*DIMENSIONAL_METRICS, "r2", "spatial_correlation"):
-                out[name] = math.nan
-        else:
-            w, pv, tv = weights[valid], p[valid], t[valid]
-            error = pv - tv
-            mse = _weighted_mean(error**2, w)
-            out["rmse"] = math.sqrt(mse)
-            out["mae"] = _weighted_mean(np.abs(error), w)
-            out["bias"] = _weighted_mean(error, w)
-            variance = _weighted_mean((tv - _weighted_mean(tv, w)) ** 2, w)
-            out["r2"] = 1.0 - mse / variance if variance > 0 else math.nan
-            out["spatial_correlation"] = spatial_correlation(p, t, valid, weights)
-        for name, reference in (references or {}).items():
-            ref = as_array(reference)
-            common = valid & np.isfinite(ref)
-            out[f"skill_vs_{name}"] = skill_score(
-                mean_squared_error(p, t, common, cell_area),
-                mean_squared_error(ref, t, common, cell_area),
-            )
-        if self.to_molec_cm2 is not None:
-            for name in DIMENSIONAL_METRICS:
-                out[f"{name}_molec_cm2"] = out[name] * self.to_molec_cm2
-            out["units_molec_cm2"] = MOLEC_UNITS
-        return out
-
-    def compute_by_region(
-        self,
-        pred: ArrayLike,
-        target: ArrayLike,
-        region: ArrayLike,
-        mask: ArrayLike | None = None,
-        cell_area: ArrayLike | None = None,
-    ) -> dict[str, dict[str, Any]]:
-        """Scores per region class; region: (lat, lon) codes of ``vocab.REGION_CLASSES``."""
-        from no2fusion.evaluation.breakdown import by_region
-
-        valid = np.ones(as_array(target).shape, bool) if mask is None else as_array(mask) > 0
-        return by_region(pred, target, valid, region, cell_area)
-
-    def compute_by_season(
-        self,
-        pred: ArrayLike,
-        target: ArrayLike,
-        times: ArrayLike,
-        mask: ArrayLike | None = None,
-        cell_area: ArrayLike | None = None,
-    ) -> dict[str, dict[str, Any]]:
-        """Scores per season (DJF, MAM, JJA, SON); fields (time, lat, lon), times (time,)."""
-        from no2fusion.evaluation.breakdown import by_season
-
-        valid = np.ones(as_array(target).shape, bool) if mask is None else as_array(mask) > 0
-        return by_season(pred, target, valid, times, cell_area)
-
-
 def compute_all(
     pred: ArrayLike,
     target: ArrayLike,
     mask: ArrayLike | None = None,
     cell_area: ArrayLike | None = None,
     references: dict[str, ArrayLike] | None = None,
+    *,
+    units: str = NO2_UNITS,
+    to_molec_cm2: float | None = UMOL_M2_TO_MOLEC_CM2,
 ) -> dict[str, Any]:
-    """``MetricsCalculator().compute_all`` with the default units (umol m-2)."""
-    return MetricsCalculator().compute_all(pred, target, mask, cell_area, references)
+    """Every score of the module docstring as a flat JSON-ready dict.
+
+    Args:
+        pred, target: (..., lat, lon) fields in ``units`` (time first when there is a time
+            axis); NaN = missing; numpy arrays, lists or torch tensors.
+        mask: optional bool/0-1 array broadcastable to the fields; False excludes a cell.
+        cell_area: optional (lat, lon) cell areas in m2 (None = equal weights).
+        references: optional name -> reference forecast on the same cells (e.g.
+            ``{"persistence": ..., "climatology": ...}``) giving ``skill_vs_<name>``.
+        units: only labels the output.
+        to_molec_cm2: factor for the twin ``*_molec_cm2`` keys of the dimensional scores
+            (None switches them off, e.g. for normalized fields).
+    """
+    p, t = as_array(pred), as_array(target)
+    valid = valid_cells(p, t, mask)
+    weights = cell_weights(p.shape, cell_area)
+    n_valid = int(valid.sum())
+    out: dict[str, Any] = {"n_valid": n_valid, "units": units}
+    if n_valid == 0:
+        for name in (*DIMENSIONAL_METRICS, "r2", "spatial_correlation"):
+            out[name] = math.nan
+    else:
+        w, pv, tv = weights[valid], p[valid], t[valid]
+        error = pv - tv
+        mse = _weighted_mean(error**2, w)
+        out["rmse"] = math.sqrt(mse)
+        out["mae"] = _weighted_mean(np.abs(error), w)
+        out["bias"] = _weighted_mean(error, w)
+        variance = _weighted_mean((tv - _weighted_mean(tv, w)) ** 2, w)
+        out["r2"] = 1.0 - mse / variance if variance > 0 else math.nan
+        out["spatial_correlation"] = spatial_correlation(p, t, valid, weights)
+    for name, reference in (references or {}).items():
+        ref = as_array(reference)
+        common = valid & np.isfinite(ref)
+        out[f"skill_vs_{name}"] = skill_score(
+            mean_squared_error(p, t, common, cell_area),
+            mean_squared_error(ref, t, common, cell_area),
+        )
+    if to_molec_cm2 is not None:
+        for name in DIMENSIONAL_METRICS:
+            out[f"{name}_molec_cm2"] = out[name] * to_molec_cm2
+        out["units_molec_cm2"] = MOLEC_UNITS
+    return out
 
 
 def relative_change(value: float, reference: float) -> float:

@@ -2,11 +2,11 @@
 
 Sits in ``evaluation/`` (after ``training/``, whose ``load_checkpoint`` supplies the model, its
 config and its normalizers); ``no2fusion predict`` (``commands/predict.py``) is the CLI. The
-inputs go through exactly the path training used: the cube (built by ``pipeline.build`` from
-L2 + ERA5 files with the same QA/regrid/align/features stages), then ``data.NO2TileDataset``
-for each tile (normalized, clipped NO2 + validity mask, tile-averaged normalized meteorology),
-the model on overlapping tiles blended by ``evaluation.tiling``, and the checkpoint's NO2
-normalizer back to umol m-2.
+inputs go through exactly the path training and evaluation use: the cube (built by
+``pipeline.build`` from L2 + ERA5 files with the same QA/regrid/align/features stages), then
+``data.NO2TileDataset.tile_sample`` for each tile, and the one tiled predictor of
+``evaluation.inference`` (overlapping tiles blended with a raised cosine, the checkpoint's NO2
+normalizer back to umol m-2).
 
 Day semantics follow the checkpoint's ``data.lead``: the prediction for target day ``d`` uses the
 satellite field of day ``d - lead`` and the 24 hourly meteorological steps ending at the day-``d``
@@ -24,25 +24,17 @@ import numpy as np
 import torch
 import xarray as xr
 from numpy.typing import NDArray
-from torch import Tensor
 
 from no2fusion import __version__
 from no2fusion.config import Config
 from no2fusion.data.dataset import CubeArrays, NO2TileDataset, Normalizers
-from no2fusion.data.tiles import Tile
-from no2fusion.errors import ConfigError, NoDataError
-from no2fusion.evaluation.tiling import tiled_inference
+from no2fusion.errors import NoDataError
+from no2fusion.evaluation.inference import BLENDING, InferenceSettings, TiledPredictor
 from no2fusion.files import atomic_path
 from no2fusion.grid import BBox
-from no2fusion.models.precision import Precision, autocast_context, to_channels_last
 from no2fusion.vocab import NO2_UNITS, UMOL_M2_TO_MOLEC_CM2
 
 CF_NO2_STANDARD_NAME = "troposphere_mole_content_of_nitrogen_dioxide"
-
-
-def default_overlap(tile_size: int) -> int:
-    """Cells shared by neighbouring tiles when not given: a quarter tile (16 of 64)."""
-    return tile_size // 4
 
 
 def crop_cube(cube: xr.Dataset, bbox: BBox, path: str | Path = "cube") -> xr.Dataset:
@@ -91,30 +83,21 @@ def predict_day(
     normalizers: Normalizers,
     cube: xr.Dataset,
     day: dt.date,
-    *,
-    tile_size: int | None = None,
-    overlap: int | None = None,
-    batch_size: int = 32,
-    precision: Precision = "fp32",
-    channels_last: bool = True,
+    settings: InferenceSettings | None = None,
     cube_path: str | Path = "cube",
 ) -> xr.Dataset:
     """Predict NO2 for ``day`` over the whole (already cropped) cube domain.
 
     Args:
-        model: a trained network in eval mode (``load_checkpoint``), CPU.
+        model: a trained network (``load_checkpoint``).
         config: the checkpoint's resolved config (``data.lead``, ``data.tile_size``, ...).
         normalizers: the checkpoint's fitted normalizers.
         cube: an opened cube (``io.cube.open_cube``), complete days only, any domain size at
             least one tile in each direction.
         day: target day.
-        tile_size: window the model runs on (default: the training tile size); a multiple of
-            the model's token stride.
-        overlap: cells shared by neighbouring tiles (default: a quarter tile).
-        batch_size: tiles per forward pass.
-        precision: ``fp32`` or ``bf16`` (autocast; only worth it on AMX/AVX512-BF16 CPUs).
-        channels_last: store the model's conv weights NHWC (done in place; same numbers,
-            faster convolutions on CPU, see ``benchmarks/bench_predict.py``).
+        settings: tile size (a multiple of the token stride), overlap, tiles per forward pass,
+            device and precision; default ``InferenceSettings.for_run(config)``, what the
+            evaluation of the run uses.
 
     Returns:
         Dataset (time=1, lat, lon) with ``no2_pred`` / ``input_no2`` / ``no2_observed`` in
@@ -122,57 +105,36 @@ def predict_day(
         attributes (see ``prediction_dataset``).
     """
     lead = config.data.lead
-    size = tile_size or config.data.tile_size
-    stride = config.model.token_stride
-    if size % stride:
-        raise ConfigError(
-            f"tile size {size} is not a multiple of the model's token stride {stride}"
-        )
-    ov = default_overlap(size) if overlap is None else overlap
+    settings = settings or InferenceSettings.for_run(config)
     sub = select_days(cube, day, lead, cube_path)
     arrays = CubeArrays(sub, cache=True, path=cube_path)
-    data_config = config.data.model_copy(update={"tile_size": size})
+    data_config = config.data.model_copy(update={"tile_size": settings.tile_size})
     target = np.datetime64(day, "D")
     dataset = NO2TileDataset(arrays, normalizers, np.array([target]), data_config, training=False)
-    t = arrays.index_of(target)
-    t_in = arrays.index_of(target - np.timedelta64(lead, "D"))
-    assert t is not None and t_in is not None  # select_days checked both
-
-    def inputs(tile: Tile) -> tuple[Tensor, Tensor]:
-        sample = dataset.sample(t, t_in, tile)
-        return sample["sat"], sample["aux"]
-
-    if channels_last:
-        to_channels_last(model)
-
-    def run(sat: Tensor, aux: Tensor) -> Tensor:
-        if channels_last:
-            sat = sat.contiguous(memory_format=torch.channels_last)
-        with autocast_context(precision, "cpu"):
-            pred, _attention = model(sat, aux)
-        return pred
-
-    normalized = tiled_inference(
-        run, inputs, arrays.shape, tile_size=size, overlap=ov, batch_size=batch_size
-    )
-    no2_pred = normalizers.no2.inverse_transform(normalized.astype(np.float64)).astype(np.float32)
-    input_no2 = arrays.no2[t_in]  # (lat, lon) umol m-2, NaN = no valid pixel
-    observed = arrays.no2[t]
+    inputs = dataset.day_inputs(0)  # what the model sees: the input day as observed
+    (predicted,) = TiledPredictor(model, settings).predict(dataset, [inputs])
     attrs = {
         "target_day": str(target),
         "input_day": str(target - np.timedelta64(lead, "D")),
         "lead_days": lead,
         "model_kind": config.model.kind,
-        "tile_size": size,
-        "tile_overlap": ov,
-        "tile_blending": "separable raised-cosine window, weights normalized",
-        "precision": precision,
+        "tile_size": settings.tile_size,
+        "tile_overlap": settings.overlap,
+        "tile_blending": BLENDING,
+        "precision": settings.precision,
+        "device": settings.device,
         "cube": str(cube_path),
         "qa_threshold": cube.attrs.get("qa_threshold", config.pipeline.qa_threshold),
         "source_files": cube.attrs.get("source_files", "[]"),
     }
     return prediction_dataset(
-        no2_pred, input_no2, observed, arrays.lat_edges, arrays.lon_edges, target, attrs
+        predicted.prediction,
+        arrays.no2[inputs.input_index],
+        arrays.no2[inputs.target_index],
+        arrays.lat_edges,
+        arrays.lon_edges,
+        target,
+        attrs,
     )
 
 

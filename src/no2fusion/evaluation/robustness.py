@@ -1,30 +1,39 @@
-"""Perturbations of the model's inputs and the seed's expectations for them.
+"""How the model degrades: perturbed inputs, the seed's expectations, and their runner.
 
-Sits in ``evaluation/``; pure numpy on NORMALIZED model inputs (``sat`` (N, C, H, W) with the
-NO2 value in channel ``VALUE_CHANNEL`` and its validity mask in ``MASK_CHANNEL``; ``aux``
-(N, T, F) in ``vocab.FEATURES`` order). ``evaluate.py`` runs the model on each perturbed copy
-and scores it on the unchanged targets.
+Sits in ``evaluation/`` on top of ``inference.py``. Satellite perturbations change what the
+model may see of a day (``DayInputs.observation``, physical units, NaN = not visible), so they
+travel the one input path (``NO2TileDataset.tile_sample``) like every prediction; meteorological
+ones change the normalized ``aux`` of each batch (an ``InputTransform``):
 
-- satellite-cell dropout: a fraction of the VALID input cells is hidden (value 0 = the
-  normalized median, mask 0), either at random or with the shape of a real cloud gap borrowed
-  from another day;
+- satellite-cell dropout: a fraction of the VALID input cells is hidden (NaN, so the model sees
+  value 0 = the normalized median and mask 0), either at random or with the shape of a real
+  cloud gap borrowed from a training day;
 - meteorological feature-group dropout: the group's features set to 0, the normalized median;
 - noise: multiplicative Gaussian noise on the physical input values, x (1 + level * eps).
+
+``run_robustness`` scores every perturbation on the same cells with ``scoring.rmse`` and judges
+it against the seed (``judge``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
+import torch
 from numpy.typing import NDArray
+from torch import Tensor
 
+from no2fusion.config import EvaluationConfig
+from no2fusion.data.dataset import DayInputs, NO2TileDataset
+from no2fusion.evaluation.inference import InputTransform, TiledPredictor, predict_fields
+from no2fusion.evaluation.metrics import relative_change
+from no2fusion.evaluation.results import RobustnessResult, RobustnessTest
+from no2fusion.evaluation.scoring import ScoringCells, rmse
 from no2fusion.vocab import FEATURE_GROUPS, FEATURES
 
-VALUE_CHANNEL = 0
-MASK_CHANNEL = 1
-Floats = NDArray[np.float32] | NDArray[np.float64]
+F32 = NDArray[np.float32]
 Mask = NDArray[np.bool_]
 
 # The seed's expectations ("Robustness Testing"): an x % perturbation may raise RMSE by < x %;
@@ -35,83 +44,63 @@ GROUP_EXPECTATIONS = {"wind": "high degradation", "blh": "medium degradation"}
 MEASURABLE_CHANGE = 0.01
 
 
-def hide_cells(sat: Floats, hide: Mask) -> Floats:
-    """Copy of ``sat`` with cells ``hide`` (N, H, W) set to value 0 and mask 0."""
-    out = sat.copy()
-    out[:, VALUE_CHANNEL][hide] = 0.0
-    out[:, MASK_CHANNEL][hide] = 0.0
-    return out
-
-
-def input_valid(sat: Floats) -> Mask:
-    """Valid input cells (N, H, W) from the mask channel."""
-    return np.asarray(sat[:, MASK_CHANNEL] > 0.5)
+def hide(observation: F32, cells: Mask) -> F32:
+    """Copy of an observation field with ``cells`` (same shape) set to NaN (not visible)."""
+    return np.where(cells, np.float32(np.nan), observation).astype(np.float32)
 
 
 def random_dropout(valid: Mask, rate: float, rng: np.random.Generator) -> Mask:
-    """Per sample, hide round(rate * n_valid) of its valid cells, uniformly at random."""
-    hide = np.zeros_like(valid)
+    """Per field (leading axis), hide round(rate * n_valid) of its valid cells at random."""
+    hidden = np.zeros_like(valid)
     for i, sample in enumerate(valid):
         cells = np.flatnonzero(sample)
         n = round(rate * cells.size)
         if n:
             chosen = rng.choice(cells, size=n, replace=False)
-            hide[i].flat[chosen] = True
-    return hide
+            hidden[i].flat[chosen] = True
+    return hidden
 
 
 def cloud_dropout(
     valid: Mask, pool: Mask, rate: float, rng: np.random.Generator
 ) -> tuple[Mask, float]:
-    """Per sample, hide the valid cells under a real gap pattern borrowed from ``pool``.
+    """Per field, hide the valid cells under a real gap pattern borrowed from ``pool``.
 
-    pool: (M, H, W) gap masks (True = no observation) of other days. For each sample the
-    pattern whose hidden share of the sample's valid cells is closest to ``rate`` is used
+    pool: (M, H, W) gap masks (True = no observation) of other days. For each field the
+    pattern whose hidden share of the field's valid cells is closest to ``rate`` is used
     (ties broken at random). Returns the masks and the achieved mean hidden fraction.
     """
     if pool.shape[0] == 0:
         raise ValueError("cloud dropout needs at least one gap pattern")
-    hide = np.zeros_like(valid)
+    hidden = np.zeros_like(valid)
     fractions = []
     flat_pool = pool.reshape(pool.shape[0], -1)
     for i, sample in enumerate(valid):
         n_valid = int(sample.sum())
         if n_valid == 0:
             continue
-        hidden = (flat_pool & sample.ravel()[None]).sum(axis=1) / n_valid  # (M,)
-        distance = np.abs(hidden - rate)
+        share = (flat_pool & sample.ravel()[None]).sum(axis=1) / n_valid  # (M,)
+        distance = np.abs(share - rate)
         best = np.flatnonzero(distance <= distance.min() + 1e-9)
         choice = int(rng.choice(best))
-        hide[i] = pool[choice] & sample
-        fractions.append(float(hidden[choice]))
-    return hide, float(np.mean(fractions)) if fractions else 0.0
+        hidden[i] = pool[choice] & sample
+        fractions.append(float(share[choice]))
+    return hidden, float(np.mean(fractions)) if fractions else 0.0
 
 
-def drop_feature_group(aux: Floats, group: str) -> Floats:
-    """Copy of ``aux`` (N, T, F) with the group's features set to 0 (the normalized median)."""
-    out = aux.copy()
-    for name in FEATURE_GROUPS[group]:
-        out[..., FEATURES.index(name)] = 0.0
-    return out
+def add_noise(observation: F32, level: float, rng: np.random.Generator) -> F32:
+    """Copy with x -> x (1 + level * eps), eps ~ N(0, 1), on the finite (visible) values; NaN
+    stays NaN. Physical units (umol m-2)."""
+    noisy = observation * (1.0 + level * rng.standard_normal(observation.shape))
+    return np.where(np.isfinite(observation), noisy, np.nan).astype(np.float32)
 
 
-def add_noise(
-    sat: Floats,
-    level: float,
-    rng: np.random.Generator,
-    to_physical: Callable[[Floats], Floats],
-    to_normalized: Callable[[Floats], Floats],
-) -> Floats:
-    """Copy of ``sat`` whose valid input values get x -> x (1 + level * eps), eps ~ N(0, 1).
-
-    The noise is applied in physical units (``to_physical`` / ``to_normalized`` convert the
-    value channel); hidden cells stay 0.
-    """
-    out = sat.copy()
-    valid = input_valid(sat)
-    physical = to_physical(sat[:, VALUE_CHANNEL])
-    noisy = physical * (1.0 + level * rng.standard_normal(physical.shape))
-    out[:, VALUE_CHANNEL] = np.where(valid, to_normalized(noisy), 0.0)
+def drop_feature_group(aux: Tensor, group: str, feature_axis: int) -> Tensor:
+    """Copy of normalized ``aux`` with the group's features (indices along ``feature_axis``,
+    in ``vocab.FEATURES`` order) set to 0, the normalized median."""
+    out = aux.clone()
+    index = torch.tensor([FEATURES.index(name) for name in FEATURE_GROUPS[group]])
+    out.index_fill_(feature_axis, index, 0.0)
     return out
 
 
@@ -128,40 +117,139 @@ def expectation(category: str, setting: float | str) -> tuple[str, float | None]
     return (GROUP_EXPECTATIONS.get(str(setting), "— (no expectation in the seed)"), None)
 
 
-def judge(rows: Sequence[dict[str, Any]], climatology_rmse: float | None) -> list[dict[str, Any]]:
-    """Add ``expectation``, ``limit``, ``passed`` (True/False/None) and
-    ``better_than_climatology`` (context; None without a climatology RMSE) to each test row.
+@dataclass(frozen=True)
+class Perturbed:
+    """The outcome of one perturbation before it is judged."""
 
-    Rows carry ``category``, ``setting`` and ``rmse_change`` (fraction) and ``rmse``.
+    category: str
+    label: str
+    setting: float | str
+    setting_label: str
+    rmse: float
+    rmse_change: float
+    achieved_rate: float | None = None
+
+
+def judge(rows: Sequence[Perturbed], climatology_rmse: float | None) -> tuple[RobustnessTest, ...]:
+    """Each row with its expectation, ``limit``, ``passed`` (True/False/None) and
+    ``better_than_climatology`` (context; None without a climatology RMSE).
+
     Feature groups: 'wind' passes when its change is the largest of all groups and measurable
     (> 1 %); 'blh' when measurable; other groups have no expectation (None).
     """
-    groups = [r for r in rows if r["category"] == "feature_group"]
-    largest = max((r["rmse_change"] for r in groups), default=float("nan"))
+    groups = [r for r in rows if r.category == "feature_group"]
+    largest = max((r.rmse_change for r in groups), default=float("nan"))
     judged = []
     for row in rows:
-        text, limit = expectation(row["category"], row["setting"])
-        passed: bool | None
+        text, limit = expectation(row.category, row.setting)
+        passed: bool | None = None
         if limit is not None:
-            passed = bool(row["rmse_change"] < limit)
-        elif row["category"] == "feature_group":
-            change = row["rmse_change"]
-            if row["setting"] == "wind":
-                passed = bool(change >= largest and change > MEASURABLE_CHANGE)
-            elif row["setting"] == "blh":
-                passed = bool(change > MEASURABLE_CHANGE)
-            else:
-                passed = None
-        else:
-            passed = None
-        better = None if climatology_rmse is None else bool(row["rmse"] < climatology_rmse)
+            passed = bool(row.rmse_change < limit)
+        elif row.category == "feature_group" and row.setting == "wind":
+            passed = bool(row.rmse_change >= largest and row.rmse_change > MEASURABLE_CHANGE)
+        elif row.category == "feature_group" and row.setting == "blh":
+            passed = bool(row.rmse_change > MEASURABLE_CHANGE)
+        better = None if climatology_rmse is None else bool(row.rmse < climatology_rmse)
         judged.append(
-            {
-                **row,
-                "expectation": text,
-                "limit": limit,
-                "passed": passed,
-                "better_than_climatology": better,
-            }
+            RobustnessTest(
+                **asdict(row),
+                expectation=text,
+                limit=limit,
+                passed=passed,
+                better_than_climatology=better,
+            )
         )
-    return judged
+    return tuple(judged)
+
+
+def gap_pool(
+    no2: NDArray[np.float32], day_indices: NDArray[np.int64], limit: int, rng: np.random.Generator
+) -> Mask:
+    """Real gap patterns (M, lat, lon) (True = no valid observation) of at most ``limit`` of the
+    given (training) days, drawn at random; ``no2`` is the cube's (time, lat, lon) field."""
+    if day_indices.size == 0:
+        return np.zeros((0, *no2.shape[1:]), dtype=bool)
+    chosen = np.sort(rng.choice(day_indices, min(limit, day_indices.size), replace=False))
+    return ~np.isfinite(no2[chosen])
+
+
+def run_robustness(
+    predictor: TiledPredictor,
+    dataset: NO2TileDataset,
+    days: Sequence[DayInputs],
+    cells: ScoringCells,
+    reference: float,
+    pool: Mask,
+    config: EvaluationConfig,
+    rng: np.random.Generator,
+    climatology_rmse: float | None,
+) -> RobustnessResult:
+    """Every perturbation of this module on ``days``, scored on ``cells`` (those days), each
+    judged against the seed; ``reference`` is the unperturbed RMSE on the same cells."""
+
+    def score(inputs: Sequence[DayInputs], transform: InputTransform | None = None) -> float:
+        prediction = predict_fields(predictor, dataset, inputs, transform)
+        return rmse(prediction, cells.target, cells.scored, cells.cell_area)
+
+    observations = np.stack([day.observation for day in days])  # (n, lat, lon)
+    valid = np.isfinite(observations)
+    rows: list[Perturbed] = []
+
+    def add(
+        category: str,
+        label: str,
+        setting: float | str,
+        setting_label: str,
+        value: float,
+        achieved: float | None = None,
+    ) -> None:
+        change = relative_change(value, reference)
+        rows.append(Perturbed(category, label, setting, setting_label, value, change, achieved))
+
+    def with_observations(fields: F32) -> list[DayInputs]:
+        return [replace(day, observation=field) for day, field in zip(days, fields, strict=True)]
+
+    for rate in config.dropout_rates:
+        hidden = random_dropout(valid, rate, rng)
+        value = score(with_observations(hide(observations, hidden)))
+        add(
+            "dropout_random",
+            "satellite dropout (random cells)",
+            rate,
+            f"{100 * rate:.0f} %",
+            value,
+            rate,
+        )
+    for rate in config.dropout_rates if pool.shape[0] else ():
+        hidden, achieved = cloud_dropout(valid, pool, rate, rng)
+        value = score(with_observations(hide(observations, hidden)))
+        add(
+            "dropout_cloud",
+            "satellite dropout (cloud-shaped, borrowed gaps)",
+            rate,
+            f"{100 * rate:.0f} % (achieved {100 * achieved:.0f} %)",
+            value,
+            achieved,
+        )
+    for level in config.noise_levels:
+        value = score(with_observations(add_noise(observations, level, rng)))
+        add("noise", "multiplicative noise on the NO2 input", level, f"{100 * level:.0f} %", value)
+    feature_axis = 1 + dataset.aux_axes.index("feature")  # after the batch axis
+    for group in FEATURE_GROUPS:
+
+        def drop(sat: Tensor, aux: Tensor, group: str = group) -> tuple[Tensor, Tensor]:
+            return sat, drop_feature_group(aux, group, feature_axis)
+
+        add(
+            "feature_group",
+            "meteorological feature-group dropout (set to median)",
+            group,
+            group,
+            score(days, drop),
+        )
+    return RobustnessResult(
+        reference_rmse=reference,
+        climatology_rmse=climatology_rmse,
+        n_days=len(days),
+        tests=judge(rows, climatology_rmse),
+    )

@@ -16,23 +16,6 @@ from no2fusion.evaluation.evaluate import EvaluationResult
 from no2fusion.report import plots
 
 
-def _by_model(result: EvaluationResult, key: str) -> dict[str, Any]:
-    """model name -> category -> scores for a breakdown key ('region' | 'season')."""
-    metrics = result.metrics
-    out = {metrics["model"]: metrics["breakdowns"][key]}
-    for name, baseline in metrics["baselines"].items():
-        out[name] = baseline["breakdowns"][key]
-    return out
-
-
-def _pollution_by_model(result: EvaluationResult) -> dict[str, Any]:
-    metrics = result.metrics
-    out = {metrics["model"]: metrics["breakdowns"]["pollution"]["bins"]}
-    for name, baseline in metrics["baselines"].items():
-        out[name] = baseline["breakdowns"]["pollution"]["bins"]
-    return out
-
-
 def spatial_day(result: EvaluationResult) -> int:
     """The test day with the most scored cells (the one drawn in spatial_comparison.png)."""
     return int(np.argmax(result.scored.reshape(result.scored.shape[0], -1).sum(axis=1)))
@@ -42,6 +25,7 @@ def write_figures(result: EvaluationResult, run_dir: str | Path) -> dict[str, Pa
     """Draw and save every figure into ``run_dir``; returns file name -> path."""
     run_dir = Path(run_dir)
     metrics = result.metrics
+    models = metrics.model_scores()  # the model first, then each baseline
     paths: dict[str, Path] = {}
 
     def save(name: str, figure: Any) -> None:
@@ -51,7 +35,7 @@ def write_figures(result: EvaluationResult, run_dir: str | Path) -> dict[str, Pa
     save(
         "predictions_vs_actual.png",
         plots.predictions_vs_actual(
-            result.prediction, result.target, result.scored, metrics["global"]
+            result.prediction, result.target, result.scored, metrics.global_
         ),
     )
     day = spatial_day(result)
@@ -67,16 +51,24 @@ def write_figures(result: EvaluationResult, run_dir: str | Path) -> dict[str, Pa
             title=f"Test day {str(result.times[day])[:10]} (white = no valid observation)",
         ),
     )
-    if result.attention_days:
-        days = [plots.AttentionDay(**day_maps) for day_maps in result.attention_days]
-        save("attention_maps.png", plots.attention_maps(days))
+    if result.attention_maps:
+        save("attention_maps.png", plots.attention_maps(result.attention_maps))
     save(
         "breakdown_region_season.png",
-        plots.breakdown_figure(_by_model(result, "region"), _by_model(result, "season")),
+        plots.breakdown_figure(
+            {name: dict(s.breakdowns.region) for name, s in models.items()},
+            {name: dict(s.breakdowns.season) for name, s in models.items()},
+        ),
     )
-    save("breakdown_pollution.png", plots.pollution_figure(_pollution_by_model(result)))
-    save("robustness_curves.png", plots.robustness_curves(metrics["robustness"]["tests"]))
-    scores = {metrics["model"]: metrics["global"]}
-    scores.update({name: b["global"] for name, b in metrics["baselines"].items()})
-    save("baseline_comparison.png", plots.baseline_comparison(scores))
+    save(
+        "breakdown_pollution.png",
+        plots.pollution_figure(
+            {name: dict(s.breakdowns.pollution.bins) for name, s in models.items()}
+        ),
+    )
+    save("robustness_curves.png", plots.robustness_curves(metrics.robustness.tests))
+    save(
+        "baseline_comparison.png",
+        plots.baseline_comparison({name: s.global_ for name, s in models.items()}),
+    )
     return paths

@@ -1,9 +1,10 @@
 """The self-contained ``report.html`` of a run: tables, verdicts, figures (base64) and config.
 
-Sits in ``report/``, the last stage: it reads nothing but what it is given — the content of
-``metrics.json`` (schema in docs/evaluation.md), the figure PNGs and the resolved config text —
-and renders ``templates/report.html.j2`` with jinja2 (autoescaped). The page needs no network
-and no other file: every image is embedded as a data URI.
+Sits in ``report/``, the last stage: it reads nothing but what it is given — the typed
+``metrics.json`` (``evaluation.results.Metrics``; schema in docs/evaluation.md), the figure PNGs
+and the resolved config text — and renders ``templates/report.html.j2`` with jinja2
+(autoescaped, strict: an attribute the template uses that the metrics lack is an error, never a
+blank cell). The page needs no network and no other file: every image is embedded as a data URI.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+
+from no2fusion.evaluation.results import Metrics
+from no2fusion.files import atomic_path
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -72,8 +76,22 @@ def embed_png(path: str | Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
 
+def template_environment() -> jinja2.Environment:
+    """The report's jinja2 environment (strict undefined, the ``fmt`` and ``pct`` filters)."""
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters["fmt"] = fmt
+    environment.filters["pct"] = pct
+    return environment
+
+
 def render_report(
-    metrics: Mapping[str, Any],
+    metrics: Metrics,
     figures: Mapping[str, str | Path],
     config_text: str,
     title: str = "no2fusion run report",
@@ -86,15 +104,6 @@ def render_report(
             captioned and ordered first; others follow).
         config_text: the resolved config as YAML.
     """
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
-        autoescape=jinja2.select_autoescape(["html", "j2"]),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    environment.filters["fmt"] = fmt
-    environment.filters["pct"] = pct
     ordered = [name for name in FIGURE_CAPTIONS if name in figures]
     ordered += [name for name in figures if name not in FIGURE_CAPTIONS]
     embedded = [
@@ -102,7 +111,7 @@ def render_report(
         for name in ordered
         if Path(figures[name]).exists()
     ]
-    template = environment.get_template("report.html.j2")
+    template = template_environment().get_template("report.html.j2")
     return template.render(
         title=title,
         m=metrics,
@@ -114,7 +123,7 @@ def render_report(
 
 def write_report(
     path: str | Path,
-    metrics: Mapping[str, Any],
+    metrics: Metrics,
     figures: Mapping[str, str | Path],
     config_text: str,
     title: str = "no2fusion run report",
@@ -122,7 +131,6 @@ def write_report(
     """Render and write ``report.html`` atomically (temp file + rename); returns its path."""
     path = Path(path)
     html = render_report(metrics, figures, config_text, title)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(html, encoding="utf-8")
-    partial.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(html, encoding="utf-8")
     return path

@@ -1,15 +1,15 @@
 """Figures of a run: pure functions from arrays / score dicts to matplotlib ``Figure`` objects.
 
-Sits in ``report/``, at the end of the flow: ``evaluation/evaluate.py`` computes numbers, these
-functions draw them, ``html.py`` embeds them. Figures are built with ``matplotlib.figure.Figure``
-(no pyplot state, Agg canvas), so they are safe to make anywhere and never open a window.
+Sits in ``report/``, at the end of the flow: ``evaluation/`` computes the numbers (typed, see
+``evaluation.results``), these functions draw them, ``html.py`` embeds them. Figures are built
+with ``matplotlib.figure.Figure`` (no pyplot state, Agg canvas), so they are safe to make
+anywhere and never open a window.
 Fields are (lat, lon) or (time, lat, lon) in umol m-2 with ascending lat/lon centres.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,10 @@ import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
+
+from no2fusion.evaluation.attention import AttentionMap
+from no2fusion.evaluation.results import RobustnessTest, Scores
+from no2fusion.evaluation.runs import HistoryRow
 
 Array = NDArray[np.float64]
 NO2_LABEL = "NO$_2$ column [µmol m$^{-2}$]"
@@ -37,25 +41,23 @@ def save_figure(figure: Figure, path: str | Path, dpi: int = 110) -> Path:
     return path
 
 
-def training_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]]) -> Figure:
-    """Train/val loss per epoch for each model; phase changes marked.
-
-    histories: model name -> rows with ``epoch`` and any of ``train_loss``, ``val_loss``,
-    ``phase`` (rows may lack a key; missing values are skipped).
-    """
+def training_curves(histories: Mapping[str, Sequence[HistoryRow]]) -> Figure:
+    """Train/val loss per epoch for each model (model name -> epochs); phase changes marked;
+    missing values are skipped."""
     figure = Figure(figsize=(8, 4.2), layout="constrained")
     ax = figure.subplots()
     for name, rows in histories.items():
         colour = MODEL_COLOURS.get(name)
-        for key, style in (("train_loss", "--"), ("val_loss", "-")):
-            points = [(r["epoch"], r[key]) for r in rows if r.get(key) is not None]
+        for label, style, points in (
+            ("train", "--", [(r.epoch, r.train_loss) for r in rows if r.train_loss is not None]),
+            ("val", "-", [(r.epoch, r.val_loss) for r in rows if r.val_loss is not None]),
+        ):
             if points:
                 x, y = zip(*points, strict=True)
-                ax.plot(x, y, style, color=colour, label=f"{name} {key.split('_')[0]}", marker=".")
-        phases = [r.get("phase") for r in rows]
-        for previous, row, phase in zip(rows[:-1], rows[1:], phases[1:], strict=True):
-            if phase != previous.get("phase"):
-                ax.axvline(row["epoch"] - 0.5, color=colour or "k", alpha=0.3, lw=1)
+                ax.plot(x, y, style, color=colour, label=f"{name} {label}", marker=".")
+        for previous, row in zip(rows[:-1], rows[1:], strict=True):
+            if row.phase != previous.phase:
+                ax.axvline(row.epoch - 0.5, color=colour or "k", alpha=0.3, lw=1)
     ax.set_xlabel("epoch")
     ax.set_ylabel("masked loss (normalized units)")
     ax.set_yscale("log")
@@ -67,7 +69,7 @@ def training_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]]) -> Fig
 
 
 def predictions_vs_actual(
-    pred: Array, target: Array, valid: NDArray[np.bool_], scores: Mapping[str, Any]
+    pred: Array, target: Array, valid: NDArray[np.bool_], scores: Scores
 ) -> Figure:
     """2-D density (log colour scale) of predicted vs observed values on valid cells, 1:1 line."""
     p, t = np.asarray(pred)[valid], np.asarray(target)[valid]
@@ -86,8 +88,7 @@ def predictions_vs_actual(
     ax.set_xlabel(f"observed {NO2_LABEL}")
     ax.set_ylabel(f"predicted {NO2_LABEL}")
     ax.set_title(
-        f"Test split: RMSE {scores.get('rmse', np.nan):.2f}, R² {scores.get('r2', np.nan):.3f}, "
-        f"n = {scores.get('n_valid', p.size):,}",
+        f"Test split: RMSE {scores.rmse:.2f}, R² {scores.r2:.3f}, n = {scores.n_valid:,}",
         fontsize=10,
     )
     return figure
@@ -126,30 +127,7 @@ def spatial_comparison(
     return figure
 
 
-@dataclass(frozen=True)
-class AttentionDay:
-    """What one test day's attention looks like, ready to draw.
-
-    argmax_hour, entropy_ratio: (h, w) token maps (hour offset of the largest weight, and the
-    entropy / ln T per token); mean_weight: (T,) mean weight per hour offset (``hours``);
-    wind_u, wind_v: (m_lat, m_lon) 10 m wind at the overpass on ``wind_lat``/``wind_lon``;
-    lat, lon: token-centre coordinates (h,), (w,).
-    """
-
-    date: str
-    hours: Array
-    argmax_hour: Array
-    entropy_ratio: Array
-    mean_weight: Array
-    lat: Array
-    lon: Array
-    wind_u: Array
-    wind_v: Array
-    wind_lat: Array
-    wind_lon: Array
-
-
-def attention_maps(days: Sequence[AttentionDay]) -> Figure:
+def attention_maps(days: Sequence[AttentionMap]) -> Figure:
     """Per day: argmax-hour map and entropy map with wind arrows, and mean weight per hour."""
     rows = max(len(days), 1)
     figure = Figure(figsize=(15, 4.2 * rows), layout="constrained")
@@ -158,7 +136,7 @@ def attention_maps(days: Sequence[AttentionDay]) -> Figure:
         extent = _extent(day.lat, day.lon)
         hours = np.asarray(day.hours)
         image = row[0].imshow(
-            day.argmax_hour,
+            day.summary.argmax_hour,
             origin="lower",
             extent=extent,
             cmap="viridis",
@@ -168,21 +146,21 @@ def attention_maps(days: Sequence[AttentionDay]) -> Figure:
         figure.colorbar(image, ax=row[0], shrink=0.8, label="hour offset of max weight [h]")
         row[0].set_title(f"{day.date}: most-attended hour", fontsize=10)
         image = row[1].imshow(
-            day.entropy_ratio, origin="lower", extent=extent, cmap="magma", vmin=0, vmax=1
+            day.summary.entropy_ratio, origin="lower", extent=extent, cmap="magma", vmin=0, vmax=1
         )
         figure.colorbar(image, ax=row[1], shrink=0.8, label="entropy / ln T")
         row[1].set_title("attention entropy (1 = uniform)", fontsize=10)
         # at most ~12 arrows per axis so the maps stay readable
-        step_lat = max(1, int(np.ceil(len(day.wind_lat) / 12)))
-        step_lon = max(1, int(np.ceil(len(day.wind_lon) / 12)))
-        lon2, lat2 = np.meshgrid(day.wind_lon[::step_lon], day.wind_lat[::step_lat])
-        u = np.asarray(day.wind_u)[::step_lat, ::step_lon]
-        v = np.asarray(day.wind_v)[::step_lat, ::step_lon]
+        step_lat = max(1, int(np.ceil(len(day.wind.lat) / 12)))
+        step_lon = max(1, int(np.ceil(len(day.wind.lon) / 12)))
+        lon2, lat2 = np.meshgrid(day.wind.lon[::step_lon], day.wind.lat[::step_lat])
+        u = np.asarray(day.wind.u)[::step_lat, ::step_lon]
+        v = np.asarray(day.wind.v)[::step_lat, ::step_lon]
         for ax in row[:2]:
             ax.quiver(lon2, lat2, u, v, color="white", edgecolor="k", linewidth=0.5)
             ax.set_xlim(extent[0], extent[1])
             ax.set_ylim(extent[2], extent[3])
-        row[2].bar(hours, day.mean_weight, color="#1f77b4")
+        row[2].bar(hours, day.summary.mean_weight, color="#1f77b4")
         row[2].axhline(1.0 / len(hours), color="k", ls="--", lw=1, label="uniform 1/T")
         row[2].set_xlabel("hour offset from overpass [h]")
         row[2].set_ylabel("mean attention weight")
@@ -193,16 +171,17 @@ def attention_maps(days: Sequence[AttentionDay]) -> Figure:
 
 
 def _grouped_bars(
-    ax: Any, data: Mapping[str, Mapping[str, Mapping[str, Any]]], metric: str, title: str
+    ax: Any, data: Mapping[str, Mapping[str, Scores]], metric: str, title: str
 ) -> None:
-    """Bars of ``metric`` per category (x) for each model (colour); n_valid under each label."""
+    """Bars of ``metric`` (a ``Scores`` field) per category (x) for each model (colour);
+    n_valid under each label."""
     models = list(data)
-    first: Mapping[str, Mapping[str, Any]] = next(iter(data.values()), {})
+    first: Mapping[str, Scores] = next(iter(data.values()), {})
     categories = list(first)
     width = 0.8 / max(len(models), 1)
     x = np.arange(len(categories))
     for i, name in enumerate(models):
-        values = [data[name].get(c, {}).get(metric, np.nan) for c in categories]
+        values = [getattr(data[name][c], metric) if c in data[name] else np.nan for c in categories]
         ax.bar(
             x + i * width - 0.4 + width / 2,
             values,
@@ -210,9 +189,7 @@ def _grouped_bars(
             label=name,
             color=MODEL_COLOURS.get(name),
         )
-    ax.set_xticks(
-        x, [f"{c}\n(n={first.get(c, {}).get('n_valid', 0):,})" for c in categories], fontsize=8
-    )
+    ax.set_xticks(x, [f"{c}\n(n={first[c].n_valid:,})" for c in categories], fontsize=8)
     ax.set_ylabel(f"{metric.upper()} [µmol m$^{{-2}}$]")
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
@@ -221,8 +198,8 @@ def _grouped_bars(
 
 
 def breakdown_figure(
-    region: Mapping[str, Mapping[str, Mapping[str, Any]]],
-    season: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    region: Mapping[str, Mapping[str, Scores]],
+    season: Mapping[str, Mapping[str, Scores]],
     metric: str = "rmse",
 ) -> Figure:
     """Region-class and season bars side by side (model name -> category -> scores)."""
@@ -233,9 +210,7 @@ def breakdown_figure(
     return figure
 
 
-def pollution_figure(
-    levels: Mapping[str, Mapping[str, Mapping[str, Any]]], metric: str = "rmse"
-) -> Figure:
+def pollution_figure(levels: Mapping[str, Mapping[str, Scores]], metric: str = "rmse") -> Figure:
     """Bars per pollution level (bins of training-target quantiles) for each model."""
     figure = Figure(figsize=(9, 4), layout="constrained")
     _grouped_bars(
@@ -244,13 +219,9 @@ def pollution_figure(
     return figure
 
 
-def robustness_curves(tests: Sequence[Mapping[str, Any]]) -> Figure:
-    """RMSE change (%) vs perturbation: dropout curves (random, cloud), noise, feature groups.
-
-    tests: rows with ``category`` ('dropout_random' | 'dropout_cloud' | 'noise' |
-    'feature_group'), ``setting`` (rate/level or group name), ``rmse_change`` (fraction) and
-    optionally ``limit`` (the seed's allowed change, fraction).
-    """
+def robustness_curves(tests: Sequence[RobustnessTest]) -> Figure:
+    """RMSE change (%) vs perturbation: dropout curves (random, cloud), noise, feature groups,
+    with the seed's allowed change (``limit``) where it has one."""
     figure = Figure(figsize=(13, 4), layout="constrained")
     ax_curve, ax_bars = figure.subplots(1, 2, width_ratios=[1.1, 1])
     styles = {
@@ -259,16 +230,16 @@ def robustness_curves(tests: Sequence[Mapping[str, Any]]) -> Figure:
         "noise": ("^-", "multiplicative noise"),
     }
     for category, (style, label) in styles.items():
-        rows = [r for r in tests if r["category"] == category]
+        rows = [r for r in tests if r.category == category]
         if rows:
-            x = [100 * float(r["setting"]) for r in rows]
-            y = [100 * float(r["rmse_change"]) for r in rows]
+            x = [100 * float(r.setting) for r in rows]
+            y = [100 * r.rmse_change for r in rows]
             ax_curve.plot(x, y, style, label=label)
     limits = sorted(
         {
-            (100 * float(r["setting"]), 100 * float(r["limit"]))
+            (100 * float(r.setting), 100 * r.limit)
             for r in tests
-            if r.get("limit") is not None and r["category"] != "feature_group"
+            if r.limit is not None and r.category != "feature_group"
         }
     )
     if limits:
@@ -280,10 +251,10 @@ def robustness_curves(tests: Sequence[Mapping[str, Any]]) -> Figure:
     ax_curve.set_title("Satellite-input perturbations")
     ax_curve.grid(alpha=0.3)
     ax_curve.legend(fontsize=8)
-    groups = [r for r in tests if r["category"] == "feature_group"]
+    groups = [r for r in tests if r.category == "feature_group"]
     ax_bars.bar(
-        [str(r["setting"]) for r in groups],
-        [100 * float(r["rmse_change"]) for r in groups],
+        [str(r.setting) for r in groups],
+        [100 * r.rmse_change for r in groups],
         color="#9467bd",
     )
     ax_bars.axhline(0, color="k", lw=0.8)
@@ -293,16 +264,16 @@ def robustness_curves(tests: Sequence[Mapping[str, Any]]) -> Figure:
     return figure
 
 
-def baseline_comparison(scores: Mapping[str, Mapping[str, Any]]) -> Figure:
+def baseline_comparison(scores: Mapping[str, Scores]) -> Figure:
     """RMSE and spatial correlation of the model and every baseline on the same test cells."""
     names = list(scores)
     figure = Figure(figsize=(11, 3.8), layout="constrained")
     ax_rmse, ax_corr = figure.subplots(1, 2)
     colours = [MODEL_COLOURS.get(n, "#17becf") for n in names]
-    ax_rmse.bar(names, [scores[n].get("rmse", np.nan) for n in names], color=colours)
+    ax_rmse.bar(names, [scores[n].rmse for n in names], color=colours)
     ax_rmse.set_ylabel("RMSE [µmol m$^{-2}$]")
     ax_rmse.set_title("RMSE (lower is better)")
-    ax_corr.bar(names, [scores[n].get("spatial_correlation", np.nan) for n in names], color=colours)
+    ax_corr.bar(names, [scores[n].spatial_correlation for n in names], color=colours)
     ax_corr.set_ylabel("spatial correlation")
     ax_corr.set_title("Spatial correlation (higher is better)")
     for ax in (ax_rmse, ax_corr):

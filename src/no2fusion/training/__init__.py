@@ -1,8 +1,9 @@
-"""Training: masked losses, the warm-start regime, checkpoints, the fit entry and the seed API.
+"""Training: masked losses, the warm-start regime, checkpoints and the fit entry.
 
 Sits after ``models/`` and before ``evaluation/``. ``train_model`` trains from a cube into a run
-directory; ``Trainer``/``TrainerConfig`` are the seed's API over plain DataLoaders;
-``load_checkpoint`` gives evaluation a trained model with its config and normalizers.
+directory; ``load_checkpoint`` gives evaluation a trained model with its config and
+normalizers. The seed's ``Trainer``/``TrainerConfig`` over plain DataLoaders are in
+``no2fusion.seed_api``.
 """
 
 from __future__ import annotations
@@ -12,14 +13,11 @@ from no2fusion.training.losses import masked_huber, masked_loss, weighted_mae
 from no2fusion.training.module import NO2LightningModule
 from no2fusion.training.regime import FinetuneEarlyStopping, WarmStartSchedule, learning_rates
 from no2fusion.training.train import TrainResult, train_model
-from no2fusion.training.trainer import Trainer, TrainerConfig
 
 __all__ = [
     "FinetuneEarlyStopping",
     "NO2LightningModule",
     "TrainResult",
-    "Trainer",
-    "TrainerConfig",
     "WarmStartSchedule",
     "learning_rates",
     "load_checkpoint",

@@ -1,9 +1,8 @@
 """The LightningModule: masked loss, optimizer groups, epoch metrics, divergence stop.
 
 Sits in ``training/`` between ``models/`` (the ``nn.Module`` it wraps) and ``train.py`` /
-``trainer.py`` (which hand it to a Lightning ``Trainer``). Batches are the dicts of
-``data.dataset`` (``sat``, ``aux``, ``target``, ``target_mask``, ``weight``) or, for the seed
-API, tuples ``(sat, aux, target[, mask])`` whose target marks missing cells with NaN.
+the seed API in ``no2fusion.seed_api`` (which hand it to a Lightning ``Trainer``). Batches
+are ``data.batch.Batch`` objects (the seed API converts its tuple batches before they arrive).
 
 Epoch metrics are exact per-cell means: sums and valid-cell counts are accumulated over the
 epoch (and summed over DDP ranks), then divided once. Validation RMSE is also reported in
@@ -21,32 +20,13 @@ import torch
 from torch import Tensor, nn
 
 from no2fusion.config import TrainingConfig
+from no2fusion.data.batch import Batch
 from no2fusion.errors import TrainingDivergedError
 from no2fusion.training.losses import masked_loss_terms
 from no2fusion.training.regime import learning_rates, parameter_groups
 from no2fusion.vocab import UMOL_M2_TO_MOLEC_CM2
 
 HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "val_rmse", "val_rmse_umol_m2", "lr")
-
-
-def unpack_batch(batch: Any) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
-    """(sat (B,C,H,W), aux (B,T,F), target (B,H,W), mask (B,H,W) bool, weight (B,H,W) | None)."""
-    if isinstance(batch, dict):
-        return (
-            batch["sat"],
-            batch["aux"],
-            batch["target"],
-            batch["target_mask"].to(torch.bool),
-            batch.get("weight"),
-        )
-    if isinstance(batch, (tuple, list)) and len(batch) in (3, 4):
-        sat, aux, target = batch[0], batch[1], batch[2]
-        mask = batch[3].to(torch.bool) if len(batch) == 4 else torch.isfinite(target)
-        return sat, aux, target, mask, None
-    raise TypeError(
-        "a batch must be a dict with sat/aux/target/target_mask or a tuple "
-        f"(sat, aux, target[, mask]); got {type(batch).__name__}"
-    )
 
 
 class NO2LightningModule(pl.LightningModule):
@@ -82,21 +62,26 @@ class NO2LightningModule(pl.LightningModule):
         out = self.model(sat, aux)
         return out[0] if isinstance(out, (tuple, list)) else out
 
-    def _loss_terms(self, batch: Any) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        sat, aux, target, mask, weight = unpack_batch(batch)
-        pred = self(sat, aux).float()  # (B, H, W); loss in fp32 under bf16 autocast
-        use_weight = weight if self.config.loss == "weighted_mae" else None
+    def _loss_terms(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
+        """(weighted loss sum, weight sum, prediction (B, H, W)) of one batch."""
+        pred = self(batch.sat, batch.aux).float()  # (B, H, W); loss in fp32 under bf16 autocast
+        use_weight = batch.weight if self.config.loss == "weighted_mae" else None
         total, count = masked_loss_terms(
-            pred, target.float(), mask, self.config.loss, self.config.huber_delta, use_weight
+            pred,
+            batch.target.float(),
+            batch.target_mask,
+            self.config.loss,
+            self.config.huber_delta,
+            use_weight,
         )
-        return total, count, pred, target, mask
+        return total, count, pred
 
     # ------------------------------------------------------------------ training
     def on_train_epoch_start(self) -> None:
         self._train_sums = torch.zeros(2, dtype=torch.float64)
 
-    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        total, count, _, _, _ = self._loss_terms(batch)
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        total, count, _ = self._loss_terms(batch)
         loss = total / torch.where(count > 0, count, torch.ones_like(count))
         finite = bool(torch.isfinite(loss))
         if not self.trainer.strategy.reduce_boolean_decision(finite, all=True):
@@ -105,9 +90,8 @@ class NO2LightningModule(pl.LightningModule):
                 f"{self.current_epoch}, batch {batch_idx}; the last good checkpoint is kept "
                 "(try a lower learning rate or stronger gradient clipping)"
             )
-        batch_size = int(unpack_batch(batch)[0].shape[0])
         self.log(
-            "train_loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=batch_size
+            "train_loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=batch.size
         )
         self._train_sums += torch.tensor([float(loss.detach()), 1.0], dtype=torch.float64)
         return loss
@@ -116,10 +100,11 @@ class NO2LightningModule(pl.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self._val_sums = torch.zeros(4, dtype=torch.float64)
 
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        total, count, pred, target, mask = self._loss_terms(batch)
-        valid = mask & torch.isfinite(target)
-        error = torch.where(valid, pred - torch.where(valid, target.float(), 0.0), 0.0)
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        total, count, pred = self._loss_terms(batch)
+        target = batch.target.float()
+        valid = batch.target_mask.to(torch.bool) & torch.isfinite(target)
+        error = torch.where(valid, pred - torch.where(valid, target, 0.0), 0.0)
         sse = (error**2).sum()
         self._val_sums += torch.stack([total, count, sse, valid.sum()]).detach().double().cpu()
 

@@ -1,11 +1,12 @@
 """Fit entry point: ``train_model(config, cube_path, output_dir, resume=False)``.
 
 Sits at the end of ``training/``; the ``no2fusion train`` command and ``main.py`` call it, and
-the seed ``Trainer`` shares ``lightning_trainer``. It wires the DataModule (cube -> samples),
-the model (``models.build_model``), the LightningModule, the warm-start callbacks, atomic
-best/last checkpoints and a CSV log into one Lightning ``Trainer`` whose ``devices``,
-``num_nodes``, ``strategy`` and ``precision`` come from the config, so the same call runs on a
-laptop CPU, several GPUs, or a Slurm allocation (Lightning reads the Slurm environment).
+the seed API's ``Trainer`` (``no2fusion.seed_api``) shares ``lightning_trainer``. It wires the
+DataModule (cube -> samples), the model (``models.build_model``), the LightningModule, the
+warm-start callbacks, atomic best/last checkpoints and a CSV log into one Lightning ``Trainer``
+whose ``devices``, ``num_nodes``, ``strategy`` and ``precision`` come from the config, so the
+same call runs on a laptop CPU, several GPUs, or a Slurm allocation (Lightning reads the Slurm
+environment).
 
 Output directory layout::
 
@@ -68,7 +69,8 @@ class TrainResult:
     stopped_early: bool
 
 
-def _device_type(config: TrainingConfig) -> str:
+def device_type(config: TrainingConfig) -> str:
+    """``"cuda"`` when the config asks for a GPU (or ``auto`` finds one), else ``"cpu"``."""
     if config.accelerator == "gpu" or (config.accelerator == "auto" and torch.cuda.is_available()):
         return "cuda"
     return "cpu"
@@ -76,7 +78,7 @@ def _device_type(config: TrainingConfig) -> str:
 
 def lightning_precision_for(config: TrainingConfig) -> str:
     """Lightning's precision string for the configured device: "bf16-mixed" or "32-true"."""
-    return lightning_precision(resolve_precision(config.precision, _device_type(config)))
+    return lightning_precision(resolve_precision(config.precision, device_type(config)))
 
 
 def max_epochs_of(config: TrainingConfig) -> int:
@@ -102,7 +104,7 @@ def lightning_trainer(
     checkpoints. ``log_dir``: CSV log under ``log_dir/<log_version>``; None: no logger. ``strategy``
     overrides ``config.strategy`` (e.g. a ``DDPStrategy`` object).
     """
-    device = _device_type(config)
+    device = device_type(config)
     all_callbacks: list[Callback] = [WarmStartSchedule(config), FinetuneEarlyStopping(config)]
     if checkpoint_dir is not None:
         all_callbacks.append(

@@ -1,0 +1,84 @@
+"""The typed sample: what ``NO2TileDataset`` gives and what training and evaluation take.
+
+Sits in ``data/`` beside ``dataset.py`` (which fills it) and before ``models/``: the
+LightningModule trains on ``Batch`` objects and the tiled predictor of ``evaluation/`` feeds
+``Batch.sat`` / ``Batch.aux`` to the model. Only the leading batch dimension is fixed here; the
+shapes behind it are the dataset's business (``NO2TileDataset.satellite_channel_names`` names
+the channels of ``sat``, ``NO2TileDataset.aux_axes`` the axes of ``aux``), so new input channels
+or meteorology per token change the dataset, not this class.
+
+One sample (``dataset[i]``) is a ``Batch`` without the leading dimension; ``stack_samples``
+(the DataLoader's ``collate_fn``) stacks samples into a batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Batch:
+    """Model inputs, target and bookkeeping of B samples (not frozen: Lightning moves the
+    tensors to the device by rebuilding the fields).
+
+    Fields (shapes with the leading B; a single sample has the same without it):
+        sat: (B, C, H, W) float32 satellite-derived and static channels, NaN-free.
+        aux: (B, ...) float32 meteorology; today (B, T=24, F=13) tile means.
+        target: (B, H, W) float32 normalized NO2 of the target day, 0 where invalid.
+        target_mask: (B, H, W) bool, cells with a valid target (losses and metrics use these).
+        hidden_mask: (B, H, W) bool, valid target cells the input did not show.
+        weight: (B, H, W) float32 cell area / mean cell area of the tile.
+        day_index: (B,) int64 target day (index into ``CubeArrays.times``; -1 = unknown).
+        row, col: (B,) int64 tile origin on the target grid (-1 = unknown).
+    """
+
+    sat: Tensor
+    aux: Tensor
+    target: Tensor
+    target_mask: Tensor
+    hidden_mask: Tensor
+    weight: Tensor
+    day_index: Tensor
+    row: Tensor
+    col: Tensor
+
+    @property
+    def size(self) -> int:
+        """B, the number of samples."""
+        return int(self.sat.shape[0])
+
+    @classmethod
+    def from_inputs(
+        cls, sat: Tensor, aux: Tensor, target: Tensor, mask: Tensor | None = None
+    ) -> Batch:
+        """A batch from bare tensors (the seed's ``(sat, aux, target[, mask])`` loaders):
+        ``mask`` defaults to the finite target cells, NaN targets become 0, weights are 1."""
+        valid = torch.isfinite(target) if mask is None else mask.to(torch.bool)
+        valid = valid & torch.isfinite(target)
+        unknown = torch.full((int(sat.shape[0]),), -1, dtype=torch.int64)
+        return cls(
+            sat=sat,
+            aux=aux,
+            target=torch.where(valid, target, torch.zeros_like(target)),
+            target_mask=valid,
+            hidden_mask=torch.zeros_like(valid),
+            weight=torch.ones_like(target),
+            day_index=unknown,
+            row=unknown.clone(),
+            col=unknown.clone(),
+        )
+
+
+def stack_samples(samples: Sequence[Batch]) -> Batch:
+    """Stack single samples into one ``Batch`` (the ``collate_fn`` of the data loaders)."""
+    if not samples:
+        raise ValueError("cannot stack an empty list of samples")
+    stacked = {
+        field.name: torch.stack([getattr(sample, field.name) for sample in samples])
+        for field in fields(Batch)
+    }
+    return Batch(**stacked)
