@@ -45,3 +45,30 @@ def tiny_cube(
     out = tmp_path_factory.mktemp("tiny_cube") / "cube.zarr"
     build_cube(synth_sources, out, test_config.grid.to_grid(), test_config.pipeline, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``no2fusion run --mode test`` of this checkout, in process, with one torch thread.
+
+    Read-only: tests compare other runs with it or re-evaluate it in place."""
+    import torch
+
+    from no2fusion.cli import main
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("run") / "outputs"
+    code = main(
+        [
+            "run",
+            "--mode",
+            "test",
+            "--config",
+            str(REPO / "config" / "test.yaml"),
+            "--output",
+            str(out),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    return out

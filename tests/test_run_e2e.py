@@ -25,28 +25,6 @@ FIGURES = (
 )
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("run") / "outputs"
-    code = main(
-        [
-            "run",
-            "--mode",
-            "test",
-            "--config",
-            str(REPO / "config" / "test.yaml"),
-            "--output",
-            str(out),
-            "--no-progress",
-        ]
-    )
-    assert code == 0
-    return out
-
-
 def _not_strict_json(constant: str) -> None:
     raise AssertionError(f"metrics.json is not strict JSON: it contains {constant}")
 
