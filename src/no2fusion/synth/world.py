@@ -25,6 +25,7 @@ did not rewrite; files in a folder without ``world.json`` are never removed.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import multiprocessing
@@ -212,118 +213,121 @@ def generate_world(config: Config, out_dir: Path, progress: bool = True) -> Worl
     truth = np.full((synth.days, *grid.shape), np.nan, dtype=np.float32)
     overpass_times = np.zeros(synth.days, dtype="datetime64[ms]")
     column = np.full(grid.shape, _inflow(config, _to_datetime(transport_start)), dtype=np.float64)
-    hourly = (
-        _HourlyTruth(out_dir / "truth" / "truth_hourly.nc", grid)
-        if synth.write_hourly_truth
-        else None
-    )
-    writer = _Writer(synth.workers)
-    pixels = passed = 0
-    bar = tqdm(total=synth.days, desc="synth", unit="day", disable=not progress)
-    try:
-        for chunk_start, chunk_end in _months(met_start, end):
-            t0 = time.perf_counter()
-            hours = np.arange(chunk_start, chunk_end, dtype="datetime64[h]")
-            met = met_model.generate(hours)
-            keep = hours >= era5_start
-            timings["meteorology"] += time.perf_counter() - t0
-            if keep.any():
-                t0 = time.perf_counter()
-                month = str(hours[keep][0].astype("datetime64[M]"))
-                writer.submit(
-                    _timed_era5,
-                    out_dir / "era5" / f"era5_single_levels_{month}.nc",
-                    hours[keep],
-                    met_grid.lat,
-                    met_grid.lon,
-                    {name: values[keep] for name, values in met.items()},
-                )
-                timings["writing"] += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            when = [_to_datetime(h) for h in hours]
-            doy = np.array([w.timetuple().tm_yday for w in when], dtype=np.float64)
-            utc_mid = np.array([w.hour + 0.5 for w in when], dtype=np.float64)
-            u, v, loss = hour_inputs(
-                met["u10"],
-                met["v10"],
-                met["t2m"],
-                met["blh"],
-                to_target.j,
-                to_target.i,
-                to_target.wy,
-                to_target.wx,
-                lat2.ravel(),
-                lon2.ravel(),
-                doy,
-                utc_mid,
-                k_sun,
-                synth.climate.lifetime_night_h,
-            )  # each (hours, n_lat * n_lon)
-            u, v, loss = (a.reshape(len(hours), *grid.shape) for a in (u, v, loss))
-            timings["transport"] += time.perf_counter() - t0
-            for h, hour in enumerate(hours):
-                if hour < transport_start:
-                    continue
-                t0 = time.perf_counter()
-                f_traffic, f_industry, f_background = time_factors(
-                    when[h], when[h].hour + 0.5 + lon0 / 15.0, synth.emissions
-                )
-                emission = (
-                    f_traffic * emissions.traffic
-                    + f_industry * emissions.industry
-                    + f_background * emissions.background
-                )
-                c_in = _inflow(config, when[h])
-                args = (u[h], v[h], emission, loss[h], c_in)
-                seen = overpasses.get(hour)
-                if seen is None:
-                    metrics.advance(column, *args, 3600.0, synth.diffusivity_m2_s)
-                    timings["transport"] += time.perf_counter() - t0
-                else:
-                    d, op = seen
-                    first_s = float(
-                        (op.time - hour.astype("datetime64[ms]")) / np.timedelta64(1, "s")
-                    )
-                    metrics.advance(column, *args, first_s, synth.diffusivity_m2_s)
-                    truth[d] = column + free_troposphere
-                    overpass_times[d] = op.time
-                    timings["transport"] += time.perf_counter() - t0
-                    t0 = time.perf_counter()
-                    w = first_s / 3600.0
-                    tcc = met["tcc"][h] * (1 - w) + met["tcc"][min(h + 1, len(hours) - 1)] * w
-                    swath = observe(
-                        op,
-                        grid,
-                        column + free_troposphere,
-                        met_grid,
-                        tcc,
-                        c_in + free_troposphere,
-                        synth.satellite,
-                        np.random.default_rng([config.seed, 11, d]),
-                    )
-                    pixels += swath.no2.size
-                    passed += int((np.rint(swath.qa_value * 100) > 75).sum())
-                    timings["sampling"] += time.perf_counter() - t0
-                    t0 = time.perf_counter()
-                    writer.submit(_timed_l2, swath, out_dir / "tropomi")
-                    timings["writing"] += time.perf_counter() - t0
-                    t0 = time.perf_counter()
-                    metrics.advance(column, *args, 3600.0 - first_s, synth.diffusivity_m2_s)
-                    timings["transport"] += time.perf_counter() - t0
-                    bar.update(1)
-                if hourly is not None and hour + 1 > first_day.astype("datetime64[h]"):
-                    hourly.append(hour + 1, column + free_troposphere)
-        t0 = time.perf_counter()
-        truth_path = _write_truth(
-            out_dir / "truth" / "truth.nc", grid, truth, overpass_times, emissions
+    with contextlib.ExitStack() as files:
+        # the hourly truth appears under its name only when the whole loop finished
+        hourly_path = out_dir / "truth" / "truth_hourly.nc"
+        hourly = (
+            _HourlyTruth(files.enter_context(atomic_path(hourly_path)), grid)
+            if synth.write_hourly_truth
+            else None
         )
-        writer.close()
-        timings["writing"] += time.perf_counter() - t0
-    finally:
-        bar.close()
-        writer.close()
-        if hourly is not None:
-            hourly.close()
+        writer = _Writer(synth.workers)
+        pixels = passed = 0
+        bar = tqdm(total=synth.days, desc="synth", unit="day", disable=not progress)
+        try:
+            for chunk_start, chunk_end in _months(met_start, end):
+                t0 = time.perf_counter()
+                hours = np.arange(chunk_start, chunk_end, dtype="datetime64[h]")
+                met = met_model.generate(hours)
+                keep = hours >= era5_start
+                timings["meteorology"] += time.perf_counter() - t0
+                if keep.any():
+                    t0 = time.perf_counter()
+                    month = str(hours[keep][0].astype("datetime64[M]"))
+                    writer.submit(
+                        _timed_era5,
+                        out_dir / "era5" / f"era5_single_levels_{month}.nc",
+                        hours[keep],
+                        met_grid.lat,
+                        met_grid.lon,
+                        {name: values[keep] for name, values in met.items()},
+                    )
+                    timings["writing"] += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                when = [_to_datetime(h) for h in hours]
+                doy = np.array([w.timetuple().tm_yday for w in when], dtype=np.float64)
+                utc_mid = np.array([w.hour + 0.5 for w in when], dtype=np.float64)
+                u, v, loss = hour_inputs(
+                    met["u10"],
+                    met["v10"],
+                    met["t2m"],
+                    met["blh"],
+                    to_target.j,
+                    to_target.i,
+                    to_target.wy,
+                    to_target.wx,
+                    lat2.ravel(),
+                    lon2.ravel(),
+                    doy,
+                    utc_mid,
+                    k_sun,
+                    synth.climate.lifetime_night_h,
+                )  # each (hours, n_lat * n_lon)
+                u, v, loss = (a.reshape(len(hours), *grid.shape) for a in (u, v, loss))
+                timings["transport"] += time.perf_counter() - t0
+                for h, hour in enumerate(hours):
+                    if hour < transport_start:
+                        continue
+                    t0 = time.perf_counter()
+                    f_traffic, f_industry, f_background = time_factors(
+                        when[h], when[h].hour + 0.5 + lon0 / 15.0, synth.emissions
+                    )
+                    emission = (
+                        f_traffic * emissions.traffic
+                        + f_industry * emissions.industry
+                        + f_background * emissions.background
+                    )
+                    c_in = _inflow(config, when[h])
+                    args = (u[h], v[h], emission, loss[h], c_in)
+                    seen = overpasses.get(hour)
+                    if seen is None:
+                        metrics.advance(column, *args, 3600.0, synth.diffusivity_m2_s)
+                        timings["transport"] += time.perf_counter() - t0
+                    else:
+                        d, op = seen
+                        first_s = float(
+                            (op.time - hour.astype("datetime64[ms]")) / np.timedelta64(1, "s")
+                        )
+                        metrics.advance(column, *args, first_s, synth.diffusivity_m2_s)
+                        truth[d] = column + free_troposphere
+                        overpass_times[d] = op.time
+                        timings["transport"] += time.perf_counter() - t0
+                        t0 = time.perf_counter()
+                        w = first_s / 3600.0
+                        tcc = met["tcc"][h] * (1 - w) + met["tcc"][min(h + 1, len(hours) - 1)] * w
+                        swath = observe(
+                            op,
+                            grid,
+                            column + free_troposphere,
+                            met_grid,
+                            tcc,
+                            c_in + free_troposphere,
+                            synth.satellite,
+                            np.random.default_rng([config.seed, 11, d]),
+                        )
+                        pixels += swath.no2.size
+                        passed += int((np.rint(swath.qa_value * 100) > 75).sum())
+                        timings["sampling"] += time.perf_counter() - t0
+                        t0 = time.perf_counter()
+                        writer.submit(_timed_l2, swath, out_dir / "tropomi")
+                        timings["writing"] += time.perf_counter() - t0
+                        t0 = time.perf_counter()
+                        metrics.advance(column, *args, 3600.0 - first_s, synth.diffusivity_m2_s)
+                        timings["transport"] += time.perf_counter() - t0
+                        bar.update(1)
+                    if hourly is not None and hour + 1 > first_day.astype("datetime64[h]"):
+                        hourly.append(hour + 1, column + free_troposphere)
+            t0 = time.perf_counter()
+            truth_path = _write_truth(
+                out_dir / "truth" / "truth.nc", grid, truth, overpass_times, emissions
+            )
+            writer.close()
+            timings["writing"] += time.perf_counter() - t0
+        finally:
+            bar.close()
+            writer.close()
+            if hourly is not None:
+                hourly.close()
     written = [path for path, _ in writer.results]
     tropomi_files = sorted(p for p in written if p.parent.name == "tropomi")
     era5_files = sorted(p for p in written if p.parent.name == "era5")
@@ -335,7 +339,7 @@ def generate_world(config: Config, out_dir: Path, progress: bool = True) -> Worl
         tropomi_files=tropomi_files,
         era5_files=era5_files,
         truth_path=truth_path,
-        hourly_truth_path=hourly.path if hourly is not None else None,
+        hourly_truth_path=hourly_path if hourly is not None else None,
         days=synth.days,
         pixels=pixels,
         pixels_qa_pass=passed,
@@ -418,14 +422,13 @@ def _write_truth(
 
 
 class _HourlyTruth:
-    """Append-only hourly truth (time, lat, lon) umol m-2, written as it is simulated."""
+    """Append-only hourly truth (time, lat, lon) umol m-2, written into ``path`` (a temporary
+    file from ``atomic_path``) as it is simulated."""
 
     def __init__(self, path: Path, grid: Grid) -> None:
         import netCDF4
 
-        self.path = path
-        self.tmp = path.parent / f".{path.name}.tmp"
-        self.ds = netCDF4.Dataset(self.tmp, "w", format="NETCDF4")
+        self.ds = netCDF4.Dataset(path, "w", format="NETCDF4")
         self.ds.createDimension("time", None)
         self.ds.createDimension("lat", grid.shape[0])
         self.ds.createDimension("lon", grid.shape[1])
@@ -452,7 +455,6 @@ class _HourlyTruth:
     def close(self) -> None:
         if self.ds.isopen():
             self.ds.close()
-            self.tmp.replace(self.path)
 
 
 def _write_world_json(path: Path, config: Config, summary: WorldSummary, met_grid: MetGrid) -> None:

@@ -8,14 +8,13 @@ the split days (ISO dates), the satellite channel count, package/torch/lightning
 epoch history and the torch RNG state. Everything loads with ``torch.load(weights_only=True)``,
 so opening a checkpoint never executes pickled code.
 
-Writes go to a temporary file in the same folder followed by ``os.replace``: a crash mid-write
-leaves the previous ``best.ckpt`` / ``last.ckpt`` untouched.
+Writes go through ``files.atomic_path`` (a temporary file in the same folder, fsynced, then
+``os.replace``): a crash mid-write leaves the previous ``best.ckpt`` / ``last.ckpt`` untouched.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from no2fusion.config import Config, config_from_dict
 from no2fusion.data.dataset import Normalizers
 from no2fusion.data.splits import Split
 from no2fusion.errors import InputFileError
+from no2fusion.files import atomic_path
 from no2fusion.models import build_model
 
 META_KEY = "no2fusion"
@@ -35,19 +35,13 @@ LAST_NAME = "last"
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temp file beside ``path``, fsync, then ``os.replace`` (atomic)."""
+    """``torch.save`` through ``files.atomic_path``, fsynced before the rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(obj, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -38,6 +38,7 @@ from no2fusion.data.datamodule import NO2DataModule
 from no2fusion.data.dataset import Normalizers
 from no2fusion.data.splits import Split
 from no2fusion.errors import ConfigError
+from no2fusion.files import atomic_path
 from no2fusion.models import build_model
 from no2fusion.models.precision import lightning_precision, resolve_precision
 from no2fusion.training.checkpoint import (
@@ -235,7 +236,8 @@ def train_model(
 
     history = read_meta(last)["history"] if last.is_file() else module.history
     history = {key: [float(v) for v in values] for key, values in history.items()}
-    (output_dir / HISTORY_FILE).write_text(json.dumps(history, indent=1))
+    with atomic_path(output_dir / HISTORY_FILE) as tmp:
+        tmp.write_text(json.dumps(history, indent=1))
     val_losses = [v for v in history.get("val_loss", []) if math.isfinite(v)]
     epochs = len(history.get("epoch", []))
     return TrainResult(
