@@ -38,8 +38,9 @@ lint: install
 typecheck: install
 	$(BIN)/mypy src
 
+# every benchmark of BENCHMARKS.md in order (about 25 min); benchmarks/run_all.py --list shows them
 bench: install
-	$(BIN)/python -m benchmarks.run_all
+	$(BIN)/python benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .mypy_cache .ruff_cache

@@ -5,12 +5,12 @@ resident memory of the whole process tree (the run and its worker processes) eve
 prints the wall time, the peak summed RSS and the per-stage seconds the run recorded in
 ``metrics.json`` (``timings_seconds``), each also as a share of the wall time (ratios within one
 run, so they stay meaningful on a loaded machine). Goals (issue 6): ``make demo`` (``--mode
-full`` on config/default.yaml) <= 15 min and <= 4 GB; ``--mode test`` <= 2 min.
+full --config config/demo.yaml``) <= 15 min and <= 4 GB; ``--mode test`` <= 2 min.
 
 Usage::
 
     .venv/bin/python benchmarks/bench_demo.py                      # --mode test
-    .venv/bin/python benchmarks/bench_demo.py --mode full          # what `make demo` runs
+    .venv/bin/python benchmarks/bench_demo.py --mode full --config config/demo.yaml   # make demo
     .venv/bin/python benchmarks/bench_demo.py --mode full --set synth.days=120   # a smaller demo
 """
 
