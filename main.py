@@ -1,6 +1,6 @@
 """The seed's entry point: ``python main.py --mode full|test|eval --config ... --output ...``.
 
-A thin alias for ``no2fusion run``; see ``src/no2fusion/commands/run.py``.
+A thin alias for ``no2fusion run``; the workflow is ``src/no2fusion/workflow/run.py``.
 """
 
 from __future__ import annotations

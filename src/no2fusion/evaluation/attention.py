@@ -129,7 +129,7 @@ def token_centres(
 
 
 def pick_days(valid_counts: ArrayLike, n: int) -> list[int]:
-    """Indices of ``n`` test samples spread through the split, each the best-observed of its
+    """Indices of ``n`` test days spread through the split, each the best-observed of its
     stretch (most valid target cells), so the maps show days with something to see."""
     counts = as_array(valid_counts)
     if counts.size == 0:

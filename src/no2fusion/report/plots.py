@@ -1,4 +1,4 @@
-"""Figures of a run: pure functions from arrays / score dicts to matplotlib ``Figure`` objects.
+"""Figures of a run: pure functions from arrays and typed scores to matplotlib ``Figure`` objects.
 
 Sits in ``report/``, at the end of the flow: ``evaluation/`` computes the numbers (typed, see
 ``evaluation.results``), these functions draw them, ``html.py`` embeds them. Figures are built
