@@ -11,11 +11,19 @@ import torch
 from torch import Tensor
 
 from no2fusion.config import ModelConfig
+from no2fusion.data.batch import Batch
 from no2fusion.data.tiles import Tile
 from no2fusion.errors import ConfigError
 from no2fusion.evaluation.inference import FieldRequest, InferenceSettings, TiledPredictor
 from no2fusion.evaluation.tiling import blend_window, overlapping_tiles, tile_origins
 from no2fusion.models import build_model
+
+
+def sample(sat: Tensor, aux: Tensor) -> Batch:
+    """A tile sample (no batch axis) holding only these model inputs; the rest is empty."""
+    empty = torch.zeros(sat.shape[-2:])
+    unknown = torch.tensor(-1)
+    return Batch(sat, aux, empty, empty.bool(), empty.bool(), empty, unknown, unknown, unknown)
 
 
 def tiled(
@@ -38,8 +46,8 @@ def predict_field(
 ) -> np.ndarray:
     """Tiled prediction over a satellite field (C, H, W) with one shared aux."""
 
-    def inputs(tile: Tile) -> tuple[Tensor, Tensor]:
-        return sat[:, tile.rows, tile.cols], aux
+    def inputs(tile: Tile) -> Batch:
+        return sample(sat[:, tile.rows, tile.cols], aux)
 
     shape = (int(sat.shape[1]), int(sat.shape[2]))
     return tiled(model, shape, inputs, tile_size=tile_size, overlap=overlap, batch_size=batch_size)
@@ -88,8 +96,8 @@ def test_seams_between_disagreeing_tiles_are_smooth_ramps() -> None:
     with steps no larger than the raised cosine allows, where hard tiling jumps."""
     shape, size = (16, 40), 16
 
-    def inputs(tile: Tile) -> tuple[Tensor, Tensor]:
-        return torch.zeros(1, size, size), torch.full((1, 1), float(tile.col))
+    def inputs(tile: Tile) -> Batch:
+        return sample(torch.zeros(1, size, size), torch.full((1, 1), float(tile.col)))
 
     def constant(s: Tensor, a: Tensor) -> Tensor:
         return a[:, 0, 0][:, None, None].expand(-1, size, size)
@@ -118,8 +126,8 @@ def test_fields_batched_across_days_are_the_fields_predicted_alone() -> None:
         return 2.0 * s[:, 0] + a[:, :1, None]
 
     def request(k: int) -> FieldRequest:
-        def inputs(tile: Tile) -> tuple[Tensor, Tensor]:
-            return fields[k][:, tile.rows, tile.cols], torch.full((1,), float(k))
+        def inputs(tile: Tile) -> Batch:
+            return sample(fields[k][:, tile.rows, tile.cols], torch.full((1,), float(k)))
 
         return FieldRequest((20, 30), inputs)
 
@@ -133,6 +141,36 @@ def test_fields_batched_across_days_are_the_fields_predicted_alone() -> None:
         np.testing.assert_allclose(field, 2.0 * fields[k][0].numpy() + k, atol=1e-5)
     with pytest.raises(ConfigError, match="batch_size"):
         TiledPredictor(doubled, InferenceSettings(16, 4, batch_size=0))  # type: ignore[arg-type]
+
+
+def test_inputs_of_any_shape_pass_through_the_predictor_and_its_transforms() -> None:
+    """Nothing behind the batch axis is fixed: 5 satellite channels and a met block
+    (T, F, mh, mw) per tile reach the model stacked as they are, and a transform (what the
+    robustness tests use) changes the batch before the forward pass."""
+    generator = torch.Generator().manual_seed(3)
+    sat = torch.randn(5, 24, 24, generator=generator)
+    met = torch.randn(24, 13, 3, 4, generator=generator)  # (T, F, mh, mw)
+    shapes: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+
+    def model(s: Tensor, a: Tensor) -> Tensor:
+        shapes.append((tuple(s.shape), tuple(a.shape)))
+        return s[:, 4] + a[:, -1, 0].mean(dim=(1, 2))[:, None, None]
+
+    def inputs(tile: Tile) -> Batch:
+        return sample(sat[:, tile.rows, tile.cols], met)
+
+    def zero_first_feature(batch: Batch) -> Batch:
+        return batch.with_inputs(aux=batch.aux.index_fill(2, torch.tensor([0]), 0.0))
+
+    predictor = TiledPredictor(model, InferenceSettings(16, 4, batch_size=2))  # type: ignore[arg-type]
+    (field,) = predictor.blend([FieldRequest((24, 24), inputs)])
+    assert shapes[0] == ((2, 5, 16, 16), (2, 24, 13, 3, 4))
+    expected = sat[4].numpy() + met[-1, 0].mean().item()
+    np.testing.assert_allclose(field, expected, atol=1e-5)
+    (zeroed,) = predictor.blend([FieldRequest((24, 24), inputs)], zero_first_feature)
+    np.testing.assert_allclose(zeroed, sat[4].numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="not model inputs"):
+        sample(sat, met).with_inputs(target=torch.zeros(1))
 
 
 @pytest.fixture(scope="module")

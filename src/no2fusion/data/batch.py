@@ -7,6 +7,13 @@ shapes behind it are the dataset's business (``NO2TileDataset.satellite_channel_
 the channels of ``sat``, ``NO2TileDataset.aux_axes`` the axes of ``aux``), so new input channels
 or meteorology per token change the dataset, not this class.
 
+The network is called in one way everywhere (training, evaluation, ``no2fusion predict``, the
+attention maps): ``model(*batch.model_inputs())``, the fields named in ``MODEL_INPUTS`` in the
+order of the network's ``forward`` arguments. A new input tensor (a calendar vector, a met block
+around the tile, ...) is a new field here, filled by ``NO2TileDataset.tile_sample`` and listed in
+``MODEL_INPUTS``; the tiled predictor, the Lightning module and the perturbation tests pass it on
+without change.
+
 One sample (``dataset[i]``) is a ``Batch`` without the leading dimension; ``stack_samples``
 (the DataLoader's ``collate_fn``) stacks samples into a batch.
 """
@@ -14,10 +21,13 @@ One sample (``dataset[i]``) is a ``Batch`` without the leading dimension; ``stac
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import torch
 from torch import Tensor
+
+# The fields the network takes, in the order of its ``forward`` arguments.
+MODEL_INPUTS: tuple[str, ...] = ("sat", "aux")
 
 
 @dataclass
@@ -50,6 +60,19 @@ class Batch:
     def size(self) -> int:
         """B, the number of samples."""
         return int(self.sat.shape[0])
+
+    def model_inputs(self) -> tuple[Tensor, ...]:
+        """The network's positional inputs: ``model(*batch.model_inputs())``."""
+        return tuple(getattr(self, name) for name in MODEL_INPUTS)
+
+    def with_inputs(self, **inputs: Tensor) -> Batch:
+        """A copy with some model inputs replaced (perturbation tests, device moves); the
+        target and bookkeeping fields are shared. Raises ``ValueError`` for a name that is not
+        in ``MODEL_INPUTS``."""
+        unknown = set(inputs) - set(MODEL_INPUTS)
+        if unknown:
+            raise ValueError(f"not model inputs: {sorted(unknown)} (MODEL_INPUTS: {MODEL_INPUTS})")
+        return replace(self, **inputs)
 
     @classmethod
     def from_inputs(

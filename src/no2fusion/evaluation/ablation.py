@@ -17,8 +17,8 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from torch import Tensor
 
+from no2fusion.data.batch import Batch
 from no2fusion.data.dataset import DayInputs, NO2TileDataset
 from no2fusion.evaluation.attention import mean_entropy_ratio
 from no2fusion.evaluation.inference import InputTransform, TiledPredictor, predict_fields
@@ -196,8 +196,8 @@ def run_ablation(
     hour_axis = 1 + dataset.aux_axes.index("hour")  # after the batch axis
     hours = torch.as_tensor(rng.permutation(dataset.arrays.n_hours), dtype=torch.int64)
 
-    def permute_hours(sat: Tensor, aux: Tensor) -> tuple[Tensor, Tensor]:
-        return sat, aux.index_select(hour_axis, hours.to(aux.device))
+    def permute_hours(batch: Batch) -> Batch:
+        return batch.with_inputs(aux=batch.aux.index_select(hour_axis, hours))
 
     value = shuffled(days, permute_hours)
     tests["hours"] = ShuffleTest(

@@ -14,10 +14,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 import xarray as xr
 from numpy.typing import ArrayLike, NDArray
 
+from no2fusion.data.batch import stack_samples
 from no2fusion.data.dataset import DayInputs, NO2TileDataset
 from no2fusion.data.tiles import Tile
 from no2fusion.evaluation.inference import TiledPredictor
@@ -58,10 +58,10 @@ def attention_weights(
     jobs = [(day, tile) for day in days for tile in tiles]
     step = predictor.settings.batch_size
     for start in range(0, len(jobs), step):
-        samples = [dataset.tile_sample(day, tile) for day, tile in jobs[start : start + step]]
-        sat = torch.stack([sample.sat for sample in samples])  # (B, C, s, s)
-        aux = torch.stack([sample.aux for sample in samples])  # (B, ...)
-        _, weights = predictor.forward(sat, aux, return_attention=True)
+        batch = stack_samples(
+            [dataset.tile_sample(day, tile) for day, tile in jobs[start : start + step]]
+        )
+        _, weights = predictor.forward(batch, return_attention=True)
         if weights is None:
             return
         yield weights.numpy()
@@ -140,7 +140,11 @@ def pick_days(valid_counts: ArrayLike, n: int) -> list[int]:
 
 @dataclass(frozen=True)
 class Wind:
-    """10 m wind at the overpass: u, v (m_lat, m_lon) m s-1 on met cell centres lat, lon."""
+    """The 10 m wind at the overpass over one tile's met cells.
+
+    u, v: (m_lat, m_lon) eastward and northward wind, m s-1; lat (m_lat,), lon (m_lon,): the
+    met cell centres, degrees.
+    """
 
     u: NDArray[np.float64]
     v: NDArray[np.float64]
@@ -186,8 +190,8 @@ def attention_maps(
     maps = []
     for day in days:
         tile = _best_observed_tile(dataset, day, tiles)
-        sample = dataset.tile_sample(day, tile)
-        _, weights = predictor.forward(sample.sat[None], sample.aux[None], return_attention=True)
+        batch = stack_samples([dataset.tile_sample(day, tile)])
+        _, weights = predictor.forward(batch, return_attention=True)
         if weights is None:
             return ()
         steps = weights.shape[-1]

@@ -7,7 +7,10 @@ in ``metrics.json`` are the numbers ``no2fusion predict`` gives for the same che
 and domain.
 
 The inputs of every tile come from ``NO2TileDataset.tile_sample`` (the one place inputs are
-built); ``DayInputs`` says what the model may see of one day. Windows of ``tile_size`` cells
+built) as a ``data.batch.Batch``; ``DayInputs`` says what the model may see of one day. The
+predictor never looks at the shapes behind the batch axis: it stacks the samples
+(``stack_samples``) and calls ``model(*batch.model_inputs())``, so new input fields travel
+through it unchanged. Windows of ``tile_size`` cells
 overlap by ``overlap`` and are blended by ``tiling.BlendedField``. Tiles of consecutive days
 share forward passes of ``batch_size`` tiles, and each day's field is yielded as soon as its
 last tile is done, so at most about ``batch_size`` days are held at once. The model runs on the
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -25,6 +29,7 @@ from numpy.typing import NDArray
 from torch import Tensor, nn
 
 from no2fusion.config import Config
+from no2fusion.data.batch import MODEL_INPUTS, Batch, stack_samples
 from no2fusion.data.dataset import DayInputs, NO2TileDataset
 from no2fusion.data.tiles import Tile
 from no2fusion.errors import ConfigError
@@ -39,10 +44,11 @@ from no2fusion.models.precision import (
 )
 from no2fusion.training.train import device_type
 
-# (sat (B, C, s, s), aux (B, ...)) -> the same, perturbed (robustness and shuffle tests)
-InputTransform = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
-# tile -> (sat (C, s, s), aux (...)) of one field
-TileInputs = Callable[[Tile], tuple[Tensor, Tensor]]
+# a batch of normalized tile samples -> the same, perturbed (``Batch.with_inputs``; robustness
+# and shuffle tests)
+InputTransform = Callable[[Batch], Batch]
+# tile -> the sample (one ``Batch`` without the batch axis) of that tile of one field
+TileInputs = Callable[[Tile], Batch]
 BLENDING = "separable raised-cosine window, weights normalized"
 
 
@@ -126,8 +132,9 @@ class _OpenField:
 
 
 class TiledPredictor:
-    """A network (``model(sat, aux, return_attention=False) -> (pred, attention)``, or any
-    callable returning ``pred`` (B, s, s) or a tuple led by it) run with ``settings``."""
+    """A network (``model(*batch.model_inputs(), return_attention=False) -> (pred,
+    attention)``, or any callable returning ``pred`` (B, s, s) or a tuple led by it) run with
+    ``settings``."""
 
     def __init__(self, model: nn.Module, settings: InferenceSettings) -> None:
         if settings.batch_size < 1:
@@ -140,20 +147,20 @@ class TiledPredictor:
                 to_channels_last(model)
 
     @torch.inference_mode()
-    def forward(
-        self, sat: Tensor, aux: Tensor, return_attention: bool = False
-    ) -> tuple[Tensor, Tensor | None]:
-        """Normalized prediction (B, s, s) and, when asked and the model has it, attention
-        (B, layers, heads, tokens, T); both float32 on the CPU."""
+    def forward(self, batch: Batch, return_attention: bool = False) -> tuple[Tensor, Tensor | None]:
+        """Normalized prediction (B, s, s) of a stacked ``batch`` and, when asked and the model
+        has it, attention (B, layers, heads, tokens, T); both float32 on the CPU."""
         s = self.settings
-        sat, aux = sat.to(s.device), aux.to(s.device)
-        if s.channels_last:
-            sat = sat.contiguous(memory_format=torch.channels_last)
+        moved = batch.with_inputs(
+            **{name: getattr(batch, name).to(s.device) for name in MODEL_INPUTS}
+        )
+        if s.channels_last and moved.sat.ndim == 4:  # (B, C, H, W) images only
+            moved = moved.with_inputs(sat=moved.sat.contiguous(memory_format=torch.channels_last))
         with autocast_context(s.precision, s.device):
             output = (
-                self.model(sat, aux, return_attention=True)
+                self.model(*moved.model_inputs(), return_attention=True)
                 if return_attention
-                else self.model(sat, aux)
+                else self.model(*moved.model_inputs())
             )
         pred, attention = (output[0], output[1]) if isinstance(output, tuple) else (output, None)
         weights = attention.float().cpu() if attention is not None else None
@@ -164,19 +171,17 @@ class TiledPredictor:
     ) -> Iterator[NDArray[np.float32]]:
         """The blended normalized field of each request, in order (see the module docstring).
 
-        ``transform`` changes each batch of normalized inputs before the forward pass.
+        ``transform`` changes each stacked batch of normalized inputs before the forward pass.
         """
         size, overlap = self.settings.tile_size, self.settings.overlap
         open_fields: list[_OpenField] = []  # fields still waiting for tiles, in request order
         queue: list[tuple[_OpenField, Tile, TileInputs]] = []
 
         def run() -> None:
-            pairs = [inputs(tile) for _, tile, inputs in queue]
-            sat = torch.stack([pair[0] for pair in pairs])  # (B, C, s, s)
-            aux = torch.stack([pair[1] for pair in pairs])  # (B, ...)
+            batch = stack_samples([inputs(tile) for _, tile, inputs in queue])
             if transform is not None:
-                sat, aux = transform(sat, aux)
-            pred, _ = self.forward(sat, aux)  # (B, s, s)
+                batch = transform(batch)
+            pred, _ = self.forward(batch)  # (B, s, s)
             for (target, tile, _), values in zip(queue, pred.numpy(), strict=True):
                 target.field.add(tile, values)
                 target.remaining -= 1
@@ -212,19 +217,11 @@ class TiledPredictor:
         def requests() -> Iterator[FieldRequest]:
             for day in days:
                 pending.append(day)
-                yield FieldRequest(dataset.arrays.shape, _tile_inputs(dataset, day))
+                yield FieldRequest(dataset.arrays.shape, partial(dataset.tile_sample, day))
 
         for field in self.blend(requests(), transform):
             physical = no2.inverse_transform(field.astype(np.float64)).astype(np.float32)
             yield DayPrediction(pending.pop(0), physical)
-
-
-def _tile_inputs(dataset: NO2TileDataset, day: DayInputs) -> TileInputs:
-    def inputs(tile: Tile) -> tuple[Tensor, Tensor]:
-        sample = dataset.tile_sample(day, tile)
-        return sample.sat, sample.aux
-
-    return inputs
 
 
 def predict_fields(

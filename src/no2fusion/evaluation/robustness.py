@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 from torch import Tensor
 
 from no2fusion.config import EvaluationConfig
+from no2fusion.data.batch import Batch
 from no2fusion.data.dataset import DayInputs, NO2TileDataset
 from no2fusion.evaluation.inference import InputTransform, TiledPredictor, predict_fields
 from no2fusion.evaluation.metrics import relative_change
@@ -237,8 +238,8 @@ def run_robustness(
     feature_axis = 1 + dataset.aux_axes.index("feature")  # after the batch axis
     for group in FEATURE_GROUPS:
 
-        def drop(sat: Tensor, aux: Tensor, group: str = group) -> tuple[Tensor, Tensor]:
-            return sat, drop_feature_group(aux, group, feature_axis)
+        def drop(batch: Batch, group: str = group) -> Batch:
+            return batch.with_inputs(aux=drop_feature_group(batch.aux, group, feature_axis))
 
         add(
             "feature_group",

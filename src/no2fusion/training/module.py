@@ -30,7 +30,7 @@ HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "val_rmse", "val_rmse_umol_m2
 
 
 class NO2LightningModule(pl.LightningModule):
-    """Trains ``model`` (``forward(sat, aux) -> (pred, attention)`` or ``pred``).
+    """Trains ``model`` (``model(*batch.model_inputs()) -> (pred, attention)`` or ``pred``).
 
     Args:
         model: the network; predictions in normalized NO2 units, (B, H, W).
@@ -57,14 +57,14 @@ class NO2LightningModule(pl.LightningModule):
         self._recorded_epoch = -1
 
     # ------------------------------------------------------------------ forward / loss
-    def forward(self, sat: Tensor, aux: Tensor) -> Tensor:
-        """Prediction (B, H, W) in normalized units."""
-        out = self.model(sat, aux)
+    def forward(self, *inputs: Tensor) -> Tensor:
+        """Prediction (B, H, W) in normalized units from ``Batch.model_inputs()``."""
+        out = self.model(*inputs)
         return out[0] if isinstance(out, (tuple, list)) else out
 
     def _loss_terms(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
         """(weighted loss sum, weight sum, prediction (B, H, W)) of one batch."""
-        pred = self(batch.sat, batch.aux).float()  # (B, H, W); loss in fp32 under bf16 autocast
+        pred = self(*batch.model_inputs()).float()  # (B, H, W); loss in fp32 under bf16 autocast
         use_weight = batch.weight if self.config.loss == "weighted_mae" else None
         total, count = masked_loss_terms(
             pred,
