@@ -17,6 +17,7 @@ from no2fusion.data.dataset import CubeArrays, EpochSampler, NO2TileDataset, fit
 from no2fusion.data.splits import blocked_split
 from no2fusion.data.tiles import Tile, covering_origins, covering_tiles
 from no2fusion.errors import ConfigError, CubeSchemaError, NoDataError
+from no2fusion.evaluation import robustness
 from no2fusion.io.cube import open_cube
 
 SPLIT = SplitConfig(block_days=7, buffer_days=1, val_fraction=0.2, test_fraction=0.2, seed=0)
@@ -182,6 +183,32 @@ def test_tile_sample_builds_inputs_from_day_inputs_only(make_cube) -> None:  # t
     assert (changed.hidden_mask[:4] == changed.target_mask[:4]).all()
     batch = stack_samples([base, changed])
     assert batch.size == 2 and batch.sat.shape == (2, 2, 16, 16) and batch.row.shape == (2,)
+
+
+def test_robustness_perturbations_reach_every_observation_channel(make_cube) -> None:  # type: ignore[no-untyped-def]
+    """Dropout and noise change what the model may see of a day (``DayInputs``); every channel
+    the dataset names as observation-derived must then change, and only those. A new
+    satellite-derived channel (a trailing composite, ...) that the perturbations miss fails."""
+    module = NO2DataModule(make_cube(days=60), _data(static_channels=True), seed=0)
+    module.setup()
+    data = module.datasets["test"]
+    names = data.satellite_channel_names
+    assert set(data.observation_channel_names) <= set(names)
+    day, tile = data.evaluation_days()[0], Tile(0, 0, 16)
+    valid = np.isfinite(day.observation)[None]
+    rng = np.random.default_rng(0)
+    perturbed = {
+        "dropout": robustness.hide(day.observation, robustness.random_dropout(valid, 0.5, rng)[0]),
+        "noise": robustness.add_noise(day.observation, 0.1, rng),
+    }
+    base = data.tile_sample(day, tile).sat.numpy()
+    changed = {}
+    for label, observation in perturbed.items():
+        sat = data.tile_sample(replace(day, observation=observation), tile).sat.numpy()
+        changed[label] = {n for n, a, b in zip(names, base, sat, strict=True) if (a != b).any()}
+    assert changed["dropout"] == set(data.observation_channel_names)  # values and validity
+    assert "no2" in changed["noise"]  # values only: validity stays
+    assert changed["noise"] <= set(data.observation_channel_names)
 
 
 def test_random_crops_and_covering_tiles(make_cube) -> None:  # type: ignore[no-untyped-def]

@@ -16,11 +16,16 @@ from lightning.pytorch.callbacks import Callback
 
 from no2fusion.cli import main
 from no2fusion.config import Config, load_config
-from no2fusion.data.dataset import CubeArrays, fit_normalizers
+from no2fusion.data.dataset import CubeArrays, NO2TileDataset, fit_normalizers
 from no2fusion.data.splits import blocked_split
-from no2fusion.errors import ConfigError, TrainingDivergedError
+from no2fusion.errors import ConfigError, InputFileError, TrainingDivergedError
 from no2fusion.io.cube import open_cube
-from no2fusion.training.checkpoint import load_checkpoint, model_state_dict, read_checkpoint
+from no2fusion.training.checkpoint import (
+    check_satellite_channels,
+    load_checkpoint,
+    model_state_dict,
+    read_checkpoint,
+)
 from no2fusion.training.train import TrainResult, train_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -86,6 +91,27 @@ def test_run_directory_and_checkpoint_contents(reference: TrainResult, train_cub
     state = model_state_dict(read_checkpoint(reference.last_checkpoint))
     for name, value in model.state_dict().items():
         assert torch.equal(value, state[name])
+
+
+def test_a_model_is_never_fed_other_satellite_channels(
+    reference: TrainResult, train_cube: Path
+) -> None:
+    """The checkpoint names the channels it was trained on; inputs built with other channels
+    (a later code version, another data config) are refused with one line naming both."""
+    _, config, normalizers, meta = load_checkpoint(reference.best_checkpoint)
+    assert meta["satellite_channel_names"] == ["no2", "no2_valid"]
+    assert meta["path"] == str(reference.best_checkpoint)
+    arrays = CubeArrays(open_cube(train_cube))
+    days = meta["split"].test
+    same = NO2TileDataset(arrays, normalizers, days, config.data, training=False)
+    check_satellite_channels(meta, same)  # what training built
+    more = config.data.model_copy(update={"static_channels": True})
+    other = NO2TileDataset(arrays, normalizers, days, more, training=False)
+    with pytest.raises(InputFileError, match="no2, no2_valid; this code and config build no2, "):
+        check_satellite_channels(meta, other)
+    older = {k: v for k, v in meta.items() if k != "satellite_channel_names"}
+    with pytest.raises(InputFileError, match="trained on 2 satellite channels; .* build 7"):
+        check_satellite_channels(older, other)
 
 
 def test_same_seed_gives_identical_val_losses(

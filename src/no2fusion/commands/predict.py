@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         cube = open_cube(args.cube)
         if bbox is not None:
             cube = crop_cube(cube, bbox, args.cube)
-        ds = predict_day(model, config, normalizers, cube, args.date, settings, args.cube)
+        ds = predict_day(model, config, normalizers, cube, args.date, settings, args.cube, meta)
     else:
         from no2fusion.pipeline.build import build_cube
 
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
             cube_path = Path(tmp) / "cube.zarr"
             build_cube(linked, cube_path, grid, config.pipeline, progress=not args.no_progress)
             cube = open_cube(cube_path)
-            ds = predict_day(model, config, normalizers, cube, args.date, settings, cube_path)
+            ds = predict_day(model, config, normalizers, cube, args.date, settings, cube_path, meta)
             ds.attrs["cube"] = f"temporary cube built from {args.sources}"
     ds.attrs["checkpoint"] = str(args.checkpoint)
     ds.attrs["checkpoint_epoch"] = int(meta.get("epoch", -1))

@@ -303,6 +303,13 @@ class NO2TileDataset(Dataset[Batch]):
         return names
 
     @property
+    def observation_channel_names(self) -> tuple[str, ...]:
+        """The channels of ``sat`` computed from satellite observations (the others are static
+        maps): robustness dropout and noise, which change ``DayInputs``, must reach each of
+        them (tested)."""
+        return SATELLITE_OBSERVATION_CHANNELS
+
+    @property
     def satellite_channels(self) -> int:
         """C of ``sat``."""
         return len(self.satellite_channel_names)

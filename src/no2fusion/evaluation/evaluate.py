@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import xarray as xr
 from numpy.typing import NDArray
 
 from no2fusion.config import Config, EvaluationConfig
@@ -40,6 +41,7 @@ from no2fusion.evaluation.results import (
     AblationResult,
     Metrics,
     RobustnessResult,
+    Scores,
     SplitInfo,
     Summary,
     Verdict,
@@ -56,6 +58,7 @@ from no2fusion.evaluation.scoring import (
 )
 from no2fusion.files import atomic_path
 from no2fusion.io.cube import open_cube
+from no2fusion.training.checkpoint import check_satellite_channels
 from no2fusion.vocab import NO2_UNITS, UMOL_M2_TO_MOLEC_CM2
 
 F64 = NDArray[np.float64]
@@ -110,6 +113,14 @@ class PhaseTimer:
         self.log(f"    {name}: {self.seconds[name]:.1f} s")
 
 
+def _test_set(arrays: CubeArrays, run: ModelRun, seed: int) -> NO2TileDataset:
+    """The test split of ``run`` as its model saw it in training (its data settings and
+    normalizers); refuses a model trained on other satellite channels."""
+    dataset = NO2TileDataset(arrays, run.normalizers, run.split.test, run.config.data, False, seed)
+    check_satellite_channels(run.meta, dataset)
+    return dataset
+
+
 def _neural_fields(
     runs: Mapping[str, ModelRun],
     main: ModelRun,
@@ -122,9 +133,7 @@ def _neural_fields(
     for kind, run in runs.items():
         if run.config.data != main.config.data:
             raise ConfigError(f"the {kind} checkpoint was trained with other data settings")
-        dataset = NO2TileDataset(
-            arrays, run.normalizers, run.split.test, run.config.data, training=False
-        )
+        dataset = _test_set(arrays, run, main.config.seed)
         predictor = TiledPredictor(run.model, settings)
         fields[kind] = predict_fields(predictor, dataset, test.days)
     return fields
@@ -199,6 +208,70 @@ def _split_info(test: SplitFields, main: ModelRun) -> SplitInfo:
     )
 
 
+def _perturbation_tests(
+    predictor: TiledPredictor,
+    test_set: NO2TileDataset,
+    test: SplitFields,
+    prediction: F64,
+    cells: ScoringCells,
+    classical: BaselineFields,
+    train_indices: NDArray[np.int64],
+    evaluation: EvaluationConfig,
+    streams: SeedStreams,
+    timer: PhaseTimer,
+) -> tuple[AblationResult, RobustnessResult]:
+    """Ablation and robustness on a seeded subset of test days, scored on their headline cells
+    against the unperturbed RMSE of the same cells."""
+    keep = np.zeros(len(test.days), dtype=bool)
+    count = min(evaluation.robustness_samples, len(test.days))
+    keep[streams.rng("day subset").choice(len(test.days), count, replace=False)] = True
+    subset = [day for day, kept in zip(test.days, keep, strict=True) if kept]
+    sub = cells.restricted(keep)
+    reference = rmse(prediction[keep], sub.target, sub.scored, sub.cell_area)
+    with timer("ablation: attention entropy and shuffle tests"):
+        ablated = ablation.run_ablation(
+            predictor,
+            test_set,
+            subset,
+            sub,
+            reference,
+            evaluation.shuffle_threshold,
+            streams.rng("shuffle"),
+        )
+    with timer("robustness: dropout, noise, feature groups"):
+        clim_rmse = None
+        if "climatology" in evaluation.baselines:
+            clim_rmse = rmse(classical.climatology[keep], sub.target, sub.scored, sub.cell_area)
+        no2 = test_set.arrays.no2
+        pool = robustness.gap_pool(
+            no2, train_indices, evaluation.robustness_samples, streams.rng("gap pool")
+        )
+        robust = robustness.run_robustness(
+            predictor,
+            test_set,
+            subset,
+            sub,
+            reference,
+            pool,
+            evaluation,
+            streams.rng("robustness"),
+            clim_rmse,
+        )
+    return ablated, robust
+
+
+def _truth_scores(
+    cube: xr.Dataset, test: SplitFields, prediction: F64, cells: ScoringCells
+) -> Scores | None:
+    """The model against the simulated noise-free truth on the scored cells (None for a cube
+    without ``no2_truth``)."""
+    if "no2_truth" not in cube.variables:
+        return None
+    days = [day.target_index for day in test.days]
+    truth = np.asarray(cube["no2_truth"].isel(time=days).values, dtype=np.float64)
+    return score_scores(prediction, truth, cells.scored, cells.cell_area)
+
+
 def evaluate_run(
     checkpoints: Mapping[str, str | Path],
     cube_path: str | Path,
@@ -222,7 +295,7 @@ def evaluate_run(
     cube = open_cube(cube_path)
     arrays = CubeArrays(cube, cache=data.cache_in_memory, path=cube_path)
     settings = InferenceSettings.for_run(main.config)
-    test_set = NO2TileDataset(arrays, main.normalizers, main.split.test, data, False, streams.seed)
+    test_set = _test_set(arrays, main, streams.seed)
     test = SplitFields.of(test_set, test_set.evaluation_days())
     if not test.days:
         raise NoDataError("the test split has no sample with a valid target cell", cube_path)
@@ -255,52 +328,23 @@ def evaluate_run(
     )
     model_scores = score_model(prediction, cells)
     baseline_scores = {name: score_model(values, cells) for name, values in fields.items()}
-
-    # ablation and robustness: a seeded subset of test days, scored on their headline cells
-    keep = np.zeros(len(test.days), dtype=bool)
-    count = min(evaluation.robustness_samples, len(test.days))
-    keep[streams.rng("day subset").choice(len(test.days), count, replace=False)] = True
-    subset = [day for day, kept in zip(test.days, keep, strict=True) if kept]
-    sub = cells.restricted(keep)
-    reference = rmse(prediction[keep], sub.target, sub.scored, sub.cell_area)
-    with timer("ablation: attention entropy and shuffle tests"):
-        ablated = ablation.run_ablation(
-            predictor,
-            test_set,
-            subset,
-            sub,
-            reference,
-            evaluation.shuffle_threshold,
-            streams.rng("shuffle"),
-        )
-    with timer("robustness: dropout, noise, feature groups"):
-        clim_rmse = None
-        if "climatology" in fields:
-            clim_rmse = rmse(classical.climatology[keep], sub.target, sub.scored, sub.cell_area)
-        pool = robustness.gap_pool(
-            arrays.no2, train_indices, evaluation.robustness_samples, streams.rng("gap pool")
-        )
-        robust = robustness.run_robustness(
-            predictor,
-            test_set,
-            subset,
-            sub,
-            reference,
-            pool,
-            evaluation,
-            streams.rng("robustness"),
-            clim_rmse,
-        )
+    ablated, robust = _perturbation_tests(
+        predictor,
+        test_set,
+        test,
+        prediction,
+        cells,
+        classical,
+        train_indices,
+        evaluation,
+        streams,
+        timer,
+    )
     with timer("attention maps of chosen test days"):
         counts = np.isfinite(test.target).reshape(len(test.days), -1).sum(axis=1)
         chosen = [test.days[i] for i in pick_days(counts, evaluation.attention_days)]
         maps = attention_maps(predictor, test_set, chosen, cube, main.config.model.token_stride)
 
-    truth = None
-    if "no2_truth" in cube.variables:
-        days = [day.target_index for day in test.days]
-        truth_field = np.asarray(cube["no2_truth"].isel(time=days).values, dtype=np.float64)
-        truth = score_scores(prediction, truth_field, cells.scored, arrays.cell_area)
     table = headline_table({main.kind: model_scores, **baseline_scores})
     baseline_rmse = {name: s.global_.rmse for name, s in baseline_scores.items()}
     metrics = Metrics(
@@ -315,7 +359,7 @@ def evaluate_run(
         baselines=baseline_scores,
         ablation=ablated,
         robustness=robust,
-        truth=truth,
+        truth=_truth_scores(cube, test, prediction, cells),
         summary=Summary(
             table,
             best_rmse(table),
@@ -348,8 +392,6 @@ def write_predictions(result: EvaluationResult, path: str | Path) -> Path:
     ``valid_mask`` (the scored cells) on (time, lat, lon) in umol m-2, plus ``input`` (the
     model's satellite input), each baseline as ``baseline_<name>`` and ``cell_area`` (m2), so
     every score in metrics.json can be recomputed from this file alone."""
-    import xarray as xr
-
     dims = ("time", "lat", "lon")
 
     def no2(values: F64, long_name: str) -> tuple[Any, ...]:

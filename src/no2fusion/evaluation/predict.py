@@ -17,6 +17,7 @@ their overpass time anchors the meteorology window).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from no2fusion.errors import NoDataError
 from no2fusion.evaluation.inference import BLENDING, InferenceSettings, TiledPredictor
 from no2fusion.files import atomic_path
 from no2fusion.grid import BBox
+from no2fusion.training.checkpoint import check_satellite_channels
 from no2fusion.vocab import NO2_UNITS, UMOL_M2_TO_MOLEC_CM2
 
 CF_NO2_STANDARD_NAME = "troposphere_mole_content_of_nitrogen_dioxide"
@@ -85,6 +87,7 @@ def predict_day(
     day: dt.date,
     settings: InferenceSettings | None = None,
     cube_path: str | Path = "cube",
+    meta: Mapping[str, Any] | None = None,
 ) -> xr.Dataset:
     """Predict NO2 for ``day`` over the whole (already cropped) cube domain.
 
@@ -98,6 +101,8 @@ def predict_day(
         settings: tile size (a multiple of the token stride), overlap, tiles per forward pass,
             device and precision; default ``InferenceSettings.for_run(config)``, what the
             evaluation of the run uses.
+        meta: the checkpoint's metadata (``load_checkpoint``); when given, the satellite channels
+            the model was trained on are checked against the ones built here.
 
     Returns:
         Dataset (time=1, lat, lon) with ``no2_pred`` / ``input_no2`` / ``no2_observed`` in
@@ -111,6 +116,8 @@ def predict_day(
     data_config = config.data.model_copy(update={"tile_size": settings.tile_size})
     target = np.datetime64(day, "D")
     dataset = NO2TileDataset(arrays, normalizers, np.array([target]), data_config, training=False)
+    if meta is not None:
+        check_satellite_channels(meta, dataset)
     inputs = dataset.day_inputs(0)  # what the model sees: the input day as observed
     (predicted,) = TiledPredictor(model, settings).predict(dataset, [inputs])
     attrs = {

@@ -4,9 +4,9 @@ Sits in ``training/``; ``evaluation/`` and ``report/`` get a trained model only 
 ``load_checkpoint``. A checkpoint is Lightning's dict (model ``state_dict``, optimizer states,
 loop and callback states, for ``--resume``) plus ``checkpoint["no2fusion"]`` holding plain types
 only: the resolved config (``Config.model_dump(mode="json")``), both normalizers' statistics,
-the split days (ISO dates), the satellite channel count, package/torch/lightning versions, the
-epoch history and the torch RNG state. Everything loads with ``torch.load(weights_only=True)``,
-so opening a checkpoint never executes pickled code.
+the split days (ISO dates), the satellite channel count and names, package/torch/lightning
+versions, the epoch history and the torch RNG state. Everything loads with
+``torch.load(weights_only=True)``, so opening a checkpoint never executes pickled code.
 
 Writes go through ``files.atomic_path`` (a temporary file in the same folder, fsynced, then
 ``os.replace``): a crash mid-write leaves the previous ``best.ckpt`` / ``last.ckpt`` untouched.
@@ -15,6 +15,7 @@ Writes go through ``files.atomic_path`` (a temporary file in the same folder, fs
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import nn
 
 from no2fusion.config import Config, config_from_dict
-from no2fusion.data.dataset import Normalizers
+from no2fusion.data.dataset import NO2TileDataset, Normalizers
 from no2fusion.data.splits import Split
 from no2fusion.errors import InputFileError
 from no2fusion.files import atomic_path
@@ -109,8 +110,9 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, Config, Normalizers, d
     Returns ``(model, config, normalizers, meta)``: the model in eval mode on the CPU (inputs
     and outputs in normalized units); the resolved run ``Config``; the fitted ``Normalizers``
     (``normalizers.no2.inverse_transform`` maps predictions to umol m-2); and ``meta`` with
-    ``split`` (a ``data.splits.Split``), ``satellite_in_channels``, ``versions``, ``history``,
-    ``epoch`` and ``global_step``.
+    ``split`` (a ``data.splits.Split``), ``satellite_in_channels``, ``satellite_channel_names``
+    (absent in older checkpoints), ``versions``, ``history``, ``epoch``, ``global_step`` and
+    ``path`` (the checkpoint file).
     """
     path = Path(path)
     checkpoint = read_checkpoint(path)
@@ -136,5 +138,30 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, Config, Normalizers, d
         "split": split,
         "epoch": int(checkpoint.get("epoch", -1)),
         "global_step": int(checkpoint.get("global_step", -1)),
+        "path": str(path),
     }
     return model, config, normalizers, meta
+
+
+def check_satellite_channels(meta: Mapping[str, Any], dataset: NO2TileDataset) -> None:
+    """Refuse to feed a trained model other satellite channels than it was trained on.
+
+    ``meta`` is ``load_checkpoint``'s; ``dataset`` builds the inputs it is to be given.
+    Raises ``InputFileError`` naming both channel lists (or counts, for an older checkpoint
+    without names): a checkpoint from before a change of the inputs needs retraining.
+    """
+    trained = meta.get("satellite_channel_names")
+    built = dataset.satellite_channel_names
+    if trained is not None and tuple(trained) != built:
+        raise InputFileError(
+            f"the model was trained on satellite channels {', '.join(trained)}; this code and "
+            f"config build {', '.join(built)} (retrain the model)",
+            meta.get("path", "checkpoint"),
+        )
+    count = meta.get("satellite_in_channels")
+    if count is not None and int(count) != len(built):
+        raise InputFileError(
+            f"the model was trained on {int(count)} satellite channels; this code and config "
+            f"build {len(built)} ({', '.join(built)}; retrain the model)",
+            meta.get("path", "checkpoint"),
+        )

@@ -212,6 +212,7 @@ def train_model(
         "normalizers": datamodule.normalizers.to_dict(),
         "split": datamodule.split.to_dict(),
         "satellite_in_channels": channels,
+        "satellite_channel_names": list(datamodule.datasets["train"].satellite_channel_names),
         "cube_path": str(Path(cube_path).resolve()),
         "versions": versions(),
     }
