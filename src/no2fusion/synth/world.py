@@ -17,7 +17,8 @@ free-tropospheric column (``free_troposphere_umol_m2``, lightning/aircraft NO2 t
 regional model does not transport). The met fields drive the transport constant over each hour
 (their value at the hour's start).
 The truth at the overpass is the transported column at the exact overpass time (the hour is
-split there). L2 and ERA5 files are written by ``synth.workers`` processes (inline when 1).
+split there). L2 and ERA5 files are written by ``synth.workers`` processes (inline when 1), the
+truth files by ``truth_files.py``.
 Every file is written under a temporary name and renamed; ``world.json`` is written last. A rerun
 into a folder that holds an earlier world (``world.json``) removes that world's L2/ERA5 files it
 did not rewrite; files in a folder without ``world.json`` are never removed.
@@ -42,13 +43,12 @@ from numpy.typing import NDArray
 from no2fusion.config import Config
 from no2fusion.errors import No2FusionError
 from no2fusion.files import atomic_path
-from no2fusion.grid import Grid
-from no2fusion.synth.emissions import EmissionMap, build_emissions, time_factors
+from no2fusion.synth.emissions import build_emissions, time_factors
 from no2fusion.synth.meteorology import MeteorologyModel, MetGrid, make_met_grid
 from no2fusion.synth.satellite import Overpass, observe, overpass_for_day
 from no2fusion.synth.transport import Bilinear, GridMetrics, hour_inputs, sun_loss_coefficient
+from no2fusion.synth.truth_files import HourlyTruthFile, write_truth
 from no2fusion.synth.writers import L2Swath, write_era5_month, write_tropomi_l2
-from no2fusion.vocab import NO2_UNITS, REGION_LEGEND
 
 STAGES = ("meteorology", "transport", "sampling", "writing")
 
@@ -217,7 +217,7 @@ def generate_world(config: Config, out_dir: Path, progress: bool = True) -> Worl
         # the hourly truth appears under its name only when the whole loop finished
         hourly_path = out_dir / "truth" / "truth_hourly.nc"
         hourly = (
-            _HourlyTruth(files.enter_context(atomic_path(hourly_path)), grid)
+            HourlyTruthFile(files.enter_context(atomic_path(hourly_path)), grid)
             if synth.write_hourly_truth
             else None
         )
@@ -318,7 +318,7 @@ def generate_world(config: Config, out_dir: Path, progress: bool = True) -> Worl
                     if hourly is not None and hour + 1 > first_day.astype("datetime64[h]"):
                         hourly.append(hour + 1, column + free_troposphere)
             t0 = time.perf_counter()
-            truth_path = _write_truth(
+            truth_path = write_truth(
                 out_dir / "truth" / "truth.nc", grid, truth, overpass_times, emissions
             )
             writer.close()
@@ -356,105 +356,6 @@ def _remove_stale(out_dir: Path, written: set[Path]) -> None:
         for path in out_dir.glob(pattern):
             if path not in written:
                 path.unlink()
-
-
-def _write_truth(
-    path: Path,
-    grid: Grid,
-    truth: NDArray[np.float32],
-    overpass_times: NDArray[np.datetime64],
-    emissions: EmissionMap,
-) -> Path:
-    import netCDF4
-
-    days = overpass_times.astype("datetime64[D]")
-    with atomic_path(path) as tmp, netCDF4.Dataset(tmp, "w", format="NETCDF4") as ds:
-        ds.setncatts(
-            {
-                "Conventions": "CF-1.8",
-                "title": "no2fusion simulated world: true tropospheric NO2 column",
-                "source": "no2fusion.synth",
-            }
-        )
-        ds.createDimension("time", truth.shape[0])
-        ds.createDimension("lat", grid.shape[0])
-        ds.createDimension("lon", grid.shape[1])
-        t = ds.createVariable("time", "i4", ("time",))
-        t.setncatts(
-            {
-                "units": "days since 1970-01-01",
-                "standard_name": "time",
-                "calendar": "proleptic_gregorian",
-            }
-        )
-        t[:] = days.astype(np.int64)
-        for name, values, units in (
-            ("lat", grid.lat, "degrees_north"),
-            ("lon", grid.lon, "degrees_east"),
-        ):
-            var = ds.createVariable(name, "f8", (name,))
-            var.setncatts(
-                {"units": units, "standard_name": "latitude" if name == "lat" else "longitude"}
-            )
-            var[:] = values
-        ot = ds.createVariable("overpass_time", "i8", ("time",))
-        ot.setncatts(
-            {
-                "units": "milliseconds since 1970-01-01",
-                "long_name": "overpass time (UTC) of the truth snapshot",
-            }
-        )
-        ot[:] = overpass_times.astype("datetime64[ms]").astype(np.int64)
-        var = ds.createVariable("no2_truth", "f4", ("time", "lat", "lon"), zlib=True, complevel=1)
-        var.setncatts(
-            {"units": NO2_UNITS, "long_name": "true tropospheric NO2 column at the overpass"}
-        )
-        var[:] = truth
-        region = ds.createVariable("region", "i1", ("lat", "lon"))
-        region.setncatts(
-            {"legend": REGION_LEGEND, "long_name": "region class from the emission map"}
-        )
-        region[:] = emissions.region
-        emis = ds.createVariable("emissions", "f4", ("lat", "lon"))
-        emis.setncatts({"units": "umol m-2 s-1", "long_name": "annual-mean NO2 emission"})
-        emis[:] = emissions.total
-    return path
-
-
-class _HourlyTruth:
-    """Append-only hourly truth (time, lat, lon) umol m-2, written into ``path`` (a temporary
-    file from ``atomic_path``) as it is simulated."""
-
-    def __init__(self, path: Path, grid: Grid) -> None:
-        import netCDF4
-
-        self.ds = netCDF4.Dataset(path, "w", format="NETCDF4")
-        self.ds.createDimension("time", None)
-        self.ds.createDimension("lat", grid.shape[0])
-        self.ds.createDimension("lon", grid.shape[1])
-        t = self.ds.createVariable("time", "i8", ("time",))
-        t.setncatts({"units": "hours since 1970-01-01", "standard_name": "time"})
-        for name, values in (("lat", grid.lat), ("lon", grid.lon)):
-            self.ds.createVariable(name, "f8", (name,))[:] = values
-        var = self.ds.createVariable(
-            "no2_truth",
-            "f4",
-            ("time", "lat", "lon"),
-            zlib=True,
-            complevel=1,
-            chunksizes=(24, *grid.shape),
-        )
-        var.setncatts({"units": NO2_UNITS, "long_name": "true tropospheric NO2 column, hourly"})
-        self.n = 0
-
-    def append(self, hour: np.datetime64, column: NDArray[np.float64]) -> None:
-        self.ds["time"][self.n] = int(hour.astype("datetime64[h]").astype(np.int64))
-        self.ds["no2_truth"][self.n] = column.astype(np.float32)
-        self.n += 1
-
-    def close(self) -> None:
-        if self.ds.isopen():
-            self.ds.close()
 
 
 def _write_world_json(path: Path, config: Config, summary: WorldSummary, met_grid: MetGrid) -> None:

@@ -5,8 +5,14 @@ in the demo goes through these functions, so the files follow the real products 
 (``/work/shared/FORMATS.md`` A for Sentinel-5P TROPOMI L2 NO2, C for ERA5 single levels from the
 CDS). Arrays come in the products' own units (mol m-2, m s**-1, K, Pa, (0 - 1)).
 
-Both writers write to a temporary name in the target folder and rename at the end, so an
-interrupted run never leaves a half-written file under the final name.
+Both writers write through ``files.atomic_path`` (a temporary name in the target folder, renamed
+at the end), so an interrupted run never leaves a half-written file under the final name.
+
+Why this module is long (about 690 lines, above the project's ~450): it is the two products'
+layouts written out variable by variable, in the order FORMATS.md lists them, with their
+attributes, fill values and packing. That is data more than logic; kept in one place it can be
+checked against FORMATS.md line by line (``tests/synth/test_formats.py``), and the readers in
+``io/`` and their tests import both writers from here.
 """
 
 from __future__ import annotations

@@ -1,0 +1,27 @@
+"""Small modules: a module in src/ above ~450 lines says at its top why it is long."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "no2fusion"
+LIMIT = 460  # "about 450"
+REASON = "Why this module is long"
+# Long modules of io/ and pipeline/ that issue 12 (one QA stage, the reader and the build) is
+# rewriting; they get their reason, or get split, there.
+PENDING = {"io/cube.py", "io/tropomi.py", "io/download/cdse.py", "pipeline/build.py"}
+
+
+def test_long_modules_say_why_at_their_top() -> None:
+    unexplained = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = path.relative_to(PACKAGE).as_posix()
+        text = path.read_text()
+        lines = text.count("\n")
+        if lines <= LIMIT or name in PENDING:
+            continue
+        docstring = ast.get_docstring(ast.parse(text)) or ""
+        if REASON not in docstring:
+            unexplained.append(f"{name}: {lines} lines, no '{REASON}' in its docstring")
+    assert not unexplained, "\n".join(unexplained)
