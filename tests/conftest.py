@@ -58,17 +58,9 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("run") / "outputs"
+    # the shipped test config, by name, as an installed package finds it
     code = main(
-        [
-            "run",
-            "--mode",
-            "test",
-            "--config",
-            str(REPO / "config" / "test.yaml"),
-            "--output",
-            str(out),
-            "--no-progress",
-        ]
+        ["run", "--mode", "test", "--config", "test", "--output", str(out), "--no-progress"]
     )
     assert code == 0
     return out

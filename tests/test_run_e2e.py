@@ -12,7 +12,6 @@ import pytest
 
 from no2fusion.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
 FIGURES = (
     "training_curves.png",
     "predictions_vs_actual.png",
@@ -125,15 +124,7 @@ def test_rerun_with_another_config_is_refused(
     run_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = (run_dir / "metrics.json").stat().st_mtime_ns
-    args = [
-        "run",
-        "--mode",
-        "test",
-        "--config",
-        str(REPO / "config" / "test.yaml"),
-        "--output",
-        str(run_dir),
-    ]
+    args = ["run", "--mode", "test", "--config", "test", "--output", str(run_dir)]  # shipped
     assert main([*args, "--set", "synth.days=59", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "different config" in err[0] and "synth" in err[0]
