@@ -227,4 +227,18 @@ def test_user_errors_exit_2_and_leave_an_existing_output(
         == 2
     )
     assert "token stride" in capsys.readouterr().err
+    # a checkpoint trained on other satellite channels (an older input layout) is refused
+    other = tmp_path / "other_channels.ckpt"
+    raw = torch.load(trained.checkpoint, map_location="cpu", weights_only=True)
+    raw["no2fusion"]["satellite_channel_names"] = ["no2", "coverage"]
+    torch.save(raw, other)
+    assert (
+        main(
+            ["predict", "--checkpoint", str(other), *absent[3:5], "--date"]
+            + [trained.day.isoformat(), "--out", str(out)]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "trained on satellite channels no2, coverage" in err
     assert out.read_bytes() == b"previous result"
