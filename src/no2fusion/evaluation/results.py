@@ -8,6 +8,14 @@ pydantic (``TypeAdapter``), so a new field is one line in its dataclass: it is w
 back and validated without further code. A file whose ``schema_version`` differs, or that lacks
 a field, is a one-line ``InputFileError``.
 
+Adding a field: declare it in its dataclass (``Real`` for a score that may be undefined), fill
+it where the runner or ``evaluate.evaluate_run`` builds the object, and raise
+``SCHEMA_VERSION`` (files written before it then fail with "re-run the evaluation" instead of
+a missing key); the report template, console and figures read it by attribute, and
+``tests/report/test_metrics_schema.py`` fails for any attribute they read that the schema
+lacks. A whole new section of ``metrics.json`` is a new frozen dataclass and a field of
+``Metrics``.
+
 JSON conventions: strict JSON (an undefined score, NaN in memory, is ``null`` in the file and
 NaN again when read); the headline scores sit under the key ``global`` (``global_`` here, a
 Python keyword otherwise). Schema version 2 (version 1 was the untyped dict of the first
