@@ -2,17 +2,24 @@
 
 Sits at the right end of the flow with ``main.py``: it is the only code (besides tests) that
 reads config files, and it wires library functions together. ``COMMANDS`` lists the
-subcommands (each a module of ``no2fusion.commands`` with a ``COMMAND``). A
-``No2FusionError`` anywhere below becomes one line on stderr and exit code 2.
+subcommands (each a module of ``no2fusion.commands`` with a ``COMMAND``).
+
+What the user sees when something goes wrong is one line on stderr: a ``No2FusionError``
+anywhere below, an ``OSError`` (a read-only folder, a full disk, a file where a folder should
+be: the line names the path) and a command-line mistake (argparse's usage block is replaced by
+one line) all end with exit code 2. Warnings of the package's loggers are printed as
+``no2fusion COMMAND: warning: ...`` lines.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import NoReturn
 
 from no2fusion import __version__
 from no2fusion.commands import build, config, download, predict, run, synth, train
@@ -50,8 +57,61 @@ def quiet_lightning() -> None:
         warnings.filterwarnings("ignore", message=message)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (``--help`` still shows the usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _ConsoleHandler(logging.Handler):
+    """The package's warnings as ``no2fusion COMMAND: warning: ...`` lines on the current
+    ``sys.stderr`` (looked up per line, so a replaced stderr is honoured)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.command = "no2fusion"
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(f"{self.command}: warning: {record.getMessage()}", file=sys.stderr)
+        except Exception:
+            self.handleError(record)
+
+
+def _console_handler(command: str) -> None:
+    logger = logging.getLogger("no2fusion")
+    handler = next((h for h in logger.handlers if isinstance(h, _ConsoleHandler)), None)
+    if handler is None:
+        handler = _ConsoleHandler()
+        logger.addHandler(handler)
+    handler.command = f"no2fusion {command}"
+
+
+def os_error_line(error: OSError, args: argparse.Namespace) -> str:
+    """One line for an ``OSError``: the path (the error's, else the command's output) and the
+    system's reason, e.g. ``/data/run/checkpoints: Not a directory``."""
+    reason = error.strerror or str(error) or type(error).__name__
+    if error.errno == errno.ENOSPC:
+        reason = f"{reason} (the disk is full)"
+    elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        reason = f"{reason} (cannot write there)"
+    path = error.filename
+    if path is None:  # e.g. a write into an open file on a full disk
+        path = next(
+            (getattr(args, name) for name in ("out", "output") if getattr(args, name, None)),
+            None,
+        )
+        if path is not None:
+            return f"while writing {path}: {reason}"
+        return reason
+    if error.filename2 is not None:
+        return f"{path} -> {error.filename2}: {reason}"
+    return f"{path}: {reason}"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="no2fusion",
         description="TROPOMI NO2 + ERA5 -> datacube -> cross-modal attention model -> report",
     )
@@ -69,10 +129,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     quiet_lightning()
+    _console_handler(args.command)
     try:
         return int(args._run(args))
     except No2FusionError as error:
         print(f"no2fusion {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as error:
+        print(f"no2fusion {args.command}: error: {os_error_line(error, args)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print(f"no2fusion {args.command}: interrupted", file=sys.stderr)

@@ -2,8 +2,10 @@
 
 Sits beside every layer. Library code raises a subclass of ``No2FusionError`` with a message
 that names the file (or config key) and the problem in one line; ``cli.main`` catches it,
-prints that one line to stderr and exits with code 2. Anything else is a bug and keeps its
-traceback.
+prints that one line to stderr and exits with code 2 (an ``OSError`` on an output path gets the
+same treatment). ``EXIT_INPUTS_REJECTED`` (3) is for a run that finished but rejected some
+input files (``no2fusion build`` without ``--skip-bad-files``). Anything else is a bug and
+keeps its traceback.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 EXIT_USER_ERROR = 2
+EXIT_INPUTS_REJECTED = 3  # finished, but some input files were bad and left out
 
 
 class No2FusionError(Exception):
@@ -18,8 +21,13 @@ class No2FusionError(Exception):
 
     def __init__(self, message: str, path: str | Path | None = None) -> None:
         self.path = Path(path) if path is not None else None
+        self.message = message
         line = f"{path}: {message}" if path is not None else message
         super().__init__(line.replace("\n", " "))
+
+    def __reduce__(self) -> tuple[type[No2FusionError], tuple[str, Path | None]]:
+        # pickled across processes (build workers, the isolated reader) with its path
+        return type(self), (self.message, self.path)
 
 
 class ConfigError(No2FusionError):

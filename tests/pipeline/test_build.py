@@ -2,153 +2,36 @@
 
 A small hand-made world with analytic answers (pixels aligned to the grid, constant per cell,
 steady west wind) checks values exactly; the simulated world (``synth_sources``) checks the
-build against its truth; every bad-input case of issue 3 gets its outcome.
+build against its truth. Bad inputs are in ``test_bad_inputs.py``.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
-import netCDF4
 import numpy as np
 import pytest
 import xarray as xr
+from analytic_world import (
+    GRID,
+    OVERPASS_HOUR,
+    PIPELINE,
+    START,
+    World,
+    cell_value,
+    make_world,
+)
 
-from no2fusion.cli import main
 from no2fusion.config import AlignConfig, PipelineConfig
 from no2fusion.errors import NoDataError
-from no2fusion.grid import Grid, create_target_grid
+from no2fusion.grid import Grid
 from no2fusion.io import cube as cube_module
 from no2fusion.io.cube import check_cube_schema, completed_days, open_cube
 from no2fusion.pipeline.build import build_cube, derive_region
 from no2fusion.pipeline.report import report_path
-from no2fusion.synth.writers import L2Swath, write_era5_month, write_tropomi_l2
-from no2fusion.vocab import FEATURES, MOL_M2_TO_UMOL_M2
-
-# 1/8 deg cells and 1/16 deg pixels: every edge is exact in float32 (the product's corner dtype)
-CELL_DEG = 0.125
-GRID = create_target_grid(
-    {"lat_min": 50.0, "lat_max": 51.0, "lon_min": 6.0, "lon_max": 7.0}, CELL_DEG
-)
-PIPELINE = PipelineConfig(workers=1, align=AlignConfig(steps=6))
-START = np.datetime64("2021-03-01", "D")
-OVERPASS_HOUR = np.timedelta64(12 * 3600 + 10 * 60, "s")  # first scanline at 12:10 UTC
-PIXEL_DEG = 0.0625  # pixels tile each cell exactly 2 x 2
-
-
-def cell_value(day: int) -> np.ndarray:
-    """Analytic per-cell NO2 (umol m-2) on GRID for day ``day``: a plume growing by 10 % a day."""
-    lat, lon = np.meshgrid(GRID.lat, GRID.lon, indexing="ij")
-    return 20.0 + 100.0 * np.exp(-((lat - 50.5) ** 2 + (lon - 6.5) ** 2) / 0.05) * (1 + 0.1 * day)
-
-
-@dataclass
-class World:
-    root: Path
-    days: int
-
-    @property
-    def tropomi(self) -> Path:
-        return self.root / "tropomi"
-
-
-def write_swath(
-    world: World, day: int, *, noise: float = 0.0, qa: float = 1.0, shift_lat: float = 0.0
-) -> Path:
-    """One orbit of grid-aligned 0.05 deg pixels over GRID (plus one ring of pixels)."""
-    lat_e = np.arange(50.0 - PIXEL_DEG, 51.0 + PIXEL_DEG + 1e-9, PIXEL_DEG) + shift_lat
-    lon_e = np.arange(6.0 - PIXEL_DEG, 7.0 + PIXEL_DEG + 1e-9, PIXEL_DEG)
-    n_scan, n_pix = lat_e.size - 1, lon_e.size - 1
-    la0, lo0 = np.meshgrid(lat_e[:-1], lon_e[:-1], indexing="ij")
-    la1, lo1 = la0 + PIXEL_DEG, lo0 + PIXEL_DEG
-    lat_b = np.stack([la0, la0, la1, la1], axis=-1)  # SW, SE, NE, NW (counter-clockwise)
-    lon_b = np.stack([lo0, lo1, lo1, lo0], axis=-1)
-    centre_lat, centre_lon = la0 + PIXEL_DEG / 2, lo0 + PIXEL_DEG / 2
-    # value: the analytic cell value of the cell holding the pixel centre (ring: 20)
-    values = np.full((n_scan, n_pix), 20.0)
-    i = np.floor((centre_lat - 50.0) / CELL_DEG).astype(int)
-    j = np.floor((centre_lon - 6.0) / CELL_DEG).astype(int)
-    inside = (i >= 0) & (i < 8) & (j >= 0) & (j < 8)
-    values[inside] = cell_value(day)[i[inside], j[inside]]
-    rng = np.random.default_rng(day)
-    values = values + noise * rng.standard_normal(values.shape)
-    first = (START + day).astype("datetime64[s]") + OVERPASS_HOUR
-    times = (first + np.arange(n_scan) * np.timedelta64(840, "ms")).astype("datetime64[ms]")
-    swath = L2Swath(
-        latitude=centre_lat.astype(np.float32),
-        longitude=centre_lon.astype(np.float32),
-        latitude_bounds=lat_b.astype(np.float32),
-        longitude_bounds=lon_b.astype(np.float32),
-        no2=(values / MOL_M2_TO_UMOL_M2).astype(np.float32),
-        no2_precision=np.full((n_scan, n_pix), max(noise, 1.0) / MOL_M2_TO_UMOL_M2, np.float32),
-        qa_value=np.full((n_scan, n_pix), qa),
-        scanline_time=times,
-        orbit=20000 + day,
-    )
-    return write_tropomi_l2(swath, world.tropomi)
-
-
-def write_era5(
-    world: World, *, first_hour: int = -24, last_hour: int | None = None, nan_at: int | None = None
-) -> Path:
-    """Hourly ERA5 (current CDS layout) on a 0.25 deg grid around GRID: steady 5 m/s west wind."""
-    last = last_hour if last_hour is not None else world.days * 24 + 23
-    hours = np.arange(first_hour, last + 1)
-    times = START.astype("datetime64[h]") + hours
-    lat = np.arange(49.0, 52.01, 0.25)
-    lon = np.arange(5.0, 8.01, 0.25)
-    shape = (hours.size, lat.size, lon.size)
-    hour_of_day = (hours % 24)[:, None, None] * np.ones(shape)
-    fields = {
-        "u10": np.full(shape, 5.0),
-        "v10": np.zeros(shape),
-        "blh": 500.0 + 50.0 * hour_of_day,
-        "t2m": 280.0 + 0.1 * hour_of_day,
-        "d2m": np.full(shape, 275.0),
-        "sp": np.full(shape, 101000.0),
-        "tcc": np.full(shape, 0.3),
-    }
-    if nan_at is not None:
-        fields["t2m"][nan_at, 3, 3] = np.nan
-    return write_era5_month(world.root / "era5" / "era5_single_levels.nc", times, lat, lon, fields)
-
-
-def make_world(root: Path, days: int = 3, noise: float = 0.0) -> World:
-    world = World(root, days)
-    for day in range(days):
-        write_swath(world, day, noise=noise)
-    write_era5(world)
-    return world
-
-
-def run_cli(world: World, out: Path, *extra: str) -> int:
-    return main(
-        [
-            "build",
-            "--config",
-            "config/test.yaml",
-            "--sources",
-            str(world.root),
-            "--out",
-            str(out),
-            "--no-progress",
-            "--set",
-            "grid.bbox={lat_min: 50.0, lat_max: 51.0, lon_min: 6.0, lon_max: 7.0}",
-            "--set",
-            "grid.resolution=0.125",
-            "--set",
-            "data.tile_size=8",
-            "--set",
-            "pipeline.align.steps=6",
-            "--set",
-            "pipeline.workers=1",
-            *extra,
-        ]
-    )
+from no2fusion.vocab import FEATURES
 
 
 # ------------------------------------------------------------------------------------------------
@@ -281,152 +164,6 @@ def test_parallel_processes_give_the_same_cube(built: tuple[World, Path], tmp_pa
     a, b = open_cube(out), open_cube(other)
     for name in ("no2", "features", "met_t2m", "overpass_time"):
         np.testing.assert_array_equal(a[name].values, b[name].values)
-
-
-# ------------------------------------------------------------------------------------------------
-# bad input
-# ------------------------------------------------------------------------------------------------
-def _truncate(path: Path) -> None:
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 3])
-
-
-def _drop_no2(path: Path) -> None:
-    with netCDF4.Dataset(path, "a") as ds:
-        ds["PRODUCT"].renameVariable("nitrogendioxide_tropospheric_column", "something_else")
-
-
-@pytest.mark.parametrize(
-    ("case", "expected"),
-    [
-        ("header_only", "no variables|header"),
-        ("truncated", "readable|truncated|NetCDF|HDF"),
-        ("not_netcdf", "readable|NetCDF|HDF"),
-        ("missing_variable", "nitrogendioxide_tropospheric_column"),
-        ("all_qa_fail", "QA"),
-        ("misses_domain", "domain"),
-    ],
-)
-def test_bad_day_is_skipped_and_reported(tmp_path: Path, case: str, expected: str) -> None:
-    world = World(tmp_path, 3)
-    write_swath(world, 0)
-    write_swath(world, 2)
-    if case == "header_only":
-        bad = write_swath(world, 1)
-        swath_path = bad
-        bad.unlink()
-        # same name, PRODUCT group without variables
-        from no2fusion.synth import writers
-
-        lat_e = np.zeros((2, 2), np.float32)
-        swath = L2Swath(
-            lat_e,
-            lat_e,
-            np.zeros((2, 2, 4), np.float32),
-            np.zeros((2, 2, 4), np.float32),
-            lat_e,
-            lat_e,
-            lat_e,
-            (
-                (START + 1).astype("datetime64[s]")
-                + OVERPASS_HOUR
-                + np.arange(2) * np.timedelta64(1, "s")
-            ).astype("datetime64[ms]"),
-            20001,
-        )
-        writers.write_tropomi_l2(swath, world.tropomi, header_only=True)
-        del swath_path
-    elif case == "truncated":
-        _truncate(write_swath(world, 1))
-    elif case == "not_netcdf":
-        name = write_swath(world, 1)
-        name.write_text("this is not a netCDF file\n")
-    elif case == "missing_variable":
-        _drop_no2(write_swath(world, 1))
-    elif case == "all_qa_fail":
-        write_swath(world, 1, qa=0.74)
-    elif case == "misses_domain":
-        write_swath(world, 1, shift_lat=5.0)
-    write_era5(world)
-    out = tmp_path / "cube.zarr"
-    report = build_cube(world.root, out, GRID, PIPELINE, progress=False)
-    assert [d.status for d in report.days] == ["written", "skipped", "written"]
-    problems = " ".join(report.days[1].problems)
-    import re
-
-    assert re.search(expected, problems, re.IGNORECASE), problems
-    assert report.days[1].files[0] in problems or "S5P_" in problems
-    assert completed_days(out).tolist() == [True, False, True]
-    saved = json.loads(report_path(out).read_text())
-    assert saved["summary"]["days_skipped"] == 1
-
-
-def test_skipped_days_give_one_console_warning(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Per-day reasons go to INFO (and the report); the console gets one summary WARNING."""
-    world = World(tmp_path, 3)
-    write_swath(world, 0)
-    write_swath(world, 1, qa=0.74)
-    write_swath(world, 2, qa=0.74)
-    write_era5(world)
-    caplog.set_level(logging.INFO, logger="no2fusion.pipeline.build")
-    build_cube(world.root, tmp_path / "cube.zarr", GRID, PIPELINE, progress=False)
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
-    assert len(warnings) == 1 and "skipped 2 of 3 days" in warnings[0]
-    assert sum(message.startswith("skipped day ") for message in infos) == 2
-
-
-def _snapshot(out: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
-
-
-@pytest.mark.parametrize(
-    "case", ["era5_gap", "era5_nan", "no_sources", "inverted_bbox", "no_overlap"]
-)
-def test_user_errors_stop_with_exit_2_and_leave_the_cube(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
-) -> None:
-    world = make_world(tmp_path / "w", days=2)
-    _truncate(write_swath(world, 1))  # the existing cube lacks day 1, so a rerun has work to do
-    out = tmp_path / "cube.zarr"
-    assert run_cli(world, out) == 0
-    assert completed_days(out).tolist() == [True, False]
-    write_swath(world, 1)  # repaired: day 1 needs ERA5 from 07:00 to 12:00 on day 1
-    before = _snapshot(out)
-    capsys.readouterr()
-    extra: list[str] = []
-    if case == "era5_gap":
-        # ERA5 starts at 09:00 on day 1: the steps 07:00 and 08:00 before the 12:00 step are missing
-        write_era5(world, first_hour=24 + 9)
-    elif case == "era5_nan":
-        write_era5(world, nan_at=40)
-    elif case == "no_sources":
-        shutil.rmtree(world.root / "tropomi")
-        shutil.rmtree(world.root / "era5")
-    elif case == "inverted_bbox":
-        extra = ["--set", "grid.bbox={lat_min: 51.0, lat_max: 50.0, lon_min: 6.0, lon_max: 7.0}"]
-    elif case == "no_overlap":
-        write_era5(world, first_hour=24 * 40, last_hour=24 * 41)
-    code = run_cli(world, out, *extra)
-    err = capsys.readouterr().err.strip()
-    assert code == 2
-    assert len(err.splitlines()) == 1 and err.startswith("no2fusion build: error:")
-    assert _snapshot(out) == before  # the existing cube is untouched
-    expected = {
-        "era5_gap": "does not cover the overpass",
-        "era5_nan": "NaN",
-        "no_sources": "no sources",
-        "inverted_bbox": "bbox",
-        "no_overlap": "no time overlap",
-    }[case]
-    assert expected in err
-    # and a fresh build with the same problem creates nothing
-    if case in ("era5_gap", "era5_nan", "no_overlap"):
-        fresh = tmp_path / "fresh.zarr"
-        assert run_cli(world, fresh) == 2
-        assert not fresh.exists()
 
 
 def test_existing_store_with_another_layout_is_refused(

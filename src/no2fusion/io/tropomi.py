@@ -179,12 +179,14 @@ class _L2File:
         self.path = path
         if not path.is_file():
             raise InputFileError("file not found", path)
+        if path.stat().st_size == 0:
+            raise InputFileError("empty file (0 bytes): an interrupted download?", path)
         try:
             self.root = netCDF4.Dataset(path, "r")
-        except OSError as err:
+        except _LIBRARY_ERRORS as err:
             raise InputFileError(
                 "not a readable NetCDF-4 file (truncated, or not NetCDF at all): "
-                f"{err.strerror or err}",
+                f"{getattr(err, 'strerror', None) or err}",
                 path,
             ) from None
         self.root.set_auto_maskandscale(False)
@@ -429,6 +431,37 @@ def _lon_touches(lon_b: NDArray[np.float32], lon_min: float, lon_max: float) -> 
     return hit
 
 
+# What the netCDF4 library raises for a damaged file (besides OSError at open): HDF errors come
+# as RuntimeError, an unreadable attribute as AttributeError, a bad index or size as the others.
+_LIBRARY_ERRORS = (OSError, RuntimeError, AttributeError, KeyError, IndexError, ValueError)
+
+
+def _read_file(path: Path, box: BBox | None) -> xr.Dataset | None:
+    """One file as a canonical dataset (scanlines that can touch ``box``), None if none can.
+
+    Raises ``InputFileError`` for a file the library cannot read, whatever it raises."""
+    try:
+        l2 = _L2File(path)
+        try:
+            attrs = _file_attrs(path, l2.root)
+            if box is None:
+                rows = slice(0, l2.n_scanlines)
+            else:
+                found = l2.scanline_range(box)
+                if found is None:
+                    return None
+                rows = slice(*found)
+            part = l2.to_dataset(rows)
+        finally:
+            l2.close()
+    except _LIBRARY_ERRORS as err:
+        raise InputFileError(
+            f"damaged NetCDF-4/HDF5 file ({type(err).__name__}: {err})", path
+        ) from None
+    part.attrs = attrs
+    return part
+
+
 def _resolve_paths(path_or_glob: str | Path | Sequence[str | Path]) -> list[Path]:
     if isinstance(path_or_glob, (str, Path)):
         text = str(path_or_glob)
@@ -561,22 +594,11 @@ class SentinelDataLoader:
         parts: list[xr.Dataset] = []
         skipped: list[str] = []
         for path in paths:
-            l2 = _L2File(path)
-            try:
-                attrs = _file_attrs(path, l2.root)
-                if box is None:
-                    rows = slice(0, l2.n_scanlines)
-                else:
-                    found = l2.scanline_range(box)
-                    if found is None:
-                        skipped.append(str(path))
-                        continue
-                    rows = slice(*found)
-                part = l2.to_dataset(rows)
-                part.attrs = attrs
+            part = _read_file(path, box)
+            if part is None:
+                skipped.append(str(path))
+            else:
                 parts.append(part)
-            finally:
-                l2.close()
         if not parts:
             where = skipped[0] if len(skipped) == 1 else ", ".join(skipped)
             raise NoDataError(f"no pixel of the swath touches the domain {box}", where)

@@ -9,10 +9,13 @@ the sources folder (the contract with ``synth``, and what a user arranges for re
 
 Flow (dask-parallel over days; local processes, or a ``distributed`` cluster by address):
 
-1. pass 1, per day: ``SentinelDataLoader.load_tropomi_no2`` (bbox-cropped) -> ``apply_filtering``
-   (QA first) -> ``AreaWeightedRegridder.regrid`` -> overpass time = mean UTC time of the kept
-   pixels whose centre lies in the domain. A bad or empty file is skipped with a warning; a day
-   with no usable file is skipped and recorded.
+1. pass 1, per day: ``qa.load_and_filter`` (the L2 reader, bbox-cropped, then the QA filter; in
+   a helper process with a time limit, ``io/isolated.py``, as is every ERA5 read) ->
+   ``AreaWeightedRegridder.regrid`` -> overpass time = mean UTC time of the kept pixels whose
+   centre lies in the domain. Bad-file policy: a bad file (unreadable, malformed, implausible)
+   is left out and named on the console with its reason (``no2fusion build`` then exits with
+   code 3); a day without a usable pixel (cloudy, off-swath) is skipped, recorded, and counted
+   in one summary line; a build in which no day is usable is an error (nothing is created).
 2. driver: checks that ERA5 covers every overpass window (``TemporalAligner``); a gap is an error
    for the user (nothing is created or changed). Then the store is created once with the full,
    contiguous time axis (or an existing one with the same layout is reused).
@@ -22,7 +25,8 @@ Flow (dask-parallel over days; local processes, or a ``distributed`` cluster by 
 4. ``region``: from the truth file, else derived from the long-term mean NO2 (quantile classes,
    see ``derive_region``). Global attributes and the build report are written last.
 
-Normalization is not applied here (training fits it on its own split).
+Normalization is not applied here (training fits it on its own split). The parallel map is
+``runner.py``, region classes and the truth file ``region.py``.
 """
 
 from __future__ import annotations
@@ -30,12 +34,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import multiprocessing
-import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -58,29 +60,22 @@ from no2fusion.io.cube import (
     write_static,
 )
 from no2fusion.io.era5 import read_era5
-from no2fusion.io.tropomi import SentinelDataLoader, parse_file_name
+from no2fusion.io.isolated import run_isolated
+from no2fusion.io.tropomi import parse_file_name
 from no2fusion.pipeline.align import HOUR, TemporalAligner, as_ns
 from no2fusion.pipeline.features import FeatureEngineer
+from no2fusion.pipeline.qa import load_and_filter
+from no2fusion.pipeline.region import UNKNOWN_REGION, derive_region, read_truth
 from no2fusion.pipeline.regrid import AreaWeightedRegridder
 from no2fusion.pipeline.report import PIXEL_COUNTS, BuildReport, DayReport, report_path
-from no2fusion.vocab import MET_VARIABLES, REGION_CODES, REGION_LEGEND
+from no2fusion.pipeline.runner import DayRunner, identity
+from no2fusion.vocab import MET_VARIABLES, REGION_LEGEND
 
 log = logging.getLogger(__name__)
 
 L2_PATTERN = "S5P_*_L2__NO2____*.nc"
 DAY_NS = np.timedelta64(86_400_000_000_000, "ns")
-UNKNOWN_REGION = -1
-# Derived region classes (no truth file): quantiles of the long-term mean NO2 over cells.
-DERIVED_REGION_QUANTILES: tuple[tuple[float, str], ...] = (
-    (0.25, "background"),
-    (0.50, "rural"),
-    (0.80, "suburban"),
-    (1.00, "urban"),
-)
-
-T = TypeVar("T")
 R = TypeVar("R")
-K = TypeVar("K")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -124,13 +119,13 @@ def overpass_day(path: Path) -> np.datetime64 | None:
 
 
 def group_by_day(files: Sequence[Path]) -> tuple[dict[np.datetime64, list[Path]], list[str]]:
-    """Files per overpass day, plus problems for names that do not parse."""
+    """Files per overpass day, plus one line for each name that does not parse."""
     days: dict[np.datetime64, list[Path]] = {}
     problems = []
     for path in files:
         day = overpass_day(path)
         if day is None:
-            problems.append(f"{path}: not an S5P L2 NO2 file name; skipped")
+            problems.append(f"{path}: not an S5P L2 NO2 file name (FORMATS.md A.1); left out")
             continue
         days.setdefault(day, []).append(path)
     return days, problems
@@ -161,21 +156,14 @@ class DayTask:
     qa_threshold: float
 
 
-def _identity(value: T) -> T:
-    return value
-
-
-def _netcdf_lock() -> Any:
-    """The lock xarray holds around netCDF4/HDF5 calls: the C libraries are not thread-safe, so
-    threads of one worker process (e.g. a distributed worker with several threads) must not read
-    files at the same time. Processes are unaffected."""
-    from xarray.backends.netCDF4_ import NETCDF4_PYTHON_LOCK
-
-    return NETCDF4_PYTHON_LOCK
+def _read_isolated(func: Callable[[Path], R], path: Path) -> R:
+    """``func(path)`` in a helper process with a time limit (``io.isolated``)."""
+    return run_isolated(path, func, path)
 
 
 def grid_day(task: DayTask) -> GriddedDay:
-    """Read, QA-filter and regrid one day's L2 files. Bad files become report problems."""
+    """Read, QA-filter and regrid one day's L2 files. A bad file becomes a ``rejected`` line of
+    the day's report, a file without a usable pixel a ``problems`` line."""
     report = DayReport(
         day=str(np.datetime_as_string(task.day, unit="D")),
         index=task.index,
@@ -183,15 +171,15 @@ def grid_day(task: DayTask) -> GriddedDay:
         files=[Path(f).name for f in task.files],
         pixels=dict.fromkeys(PIXEL_COUNTS, 0),
     )
-    loader = SentinelDataLoader(task.qa_threshold)
     bbox = task.grid.bbox
     kept: list[xr.Dataset] = []
     for path in task.files:
-        try:
-            with _netcdf_lock():  # HDF5/netCDF-C are not thread-safe (threaded dask workers)
-                data = loader.load_tropomi_no2(path, bbox=bbox)
-            pixels = loader.apply_filtering(data)
-        except (InputFileError, NoDataError) as error:
+        try:  # in a helper process: a damaged file can hang or crash the HDF5 library
+            pixels = run_isolated(path, load_and_filter, path, bbox, task.qa_threshold)
+        except InputFileError as error:  # a bad file: named on the console, exit code 3
+            report.rejected.append(str(error))
+            continue
+        except NoDataError as error:  # cloudy, off-swath: one summary line
             report.problems.append(str(error))
             continue
         for key in PIXEL_COUNTS:
@@ -277,148 +265,6 @@ def write_gridded_day(task: WriteTask) -> DayReport:
 
 
 # ------------------------------------------------------------------------------------------------
-# parallel map
-# ------------------------------------------------------------------------------------------------
-def _warm_up() -> int:
-    """Runs first in each local worker process: imports and loads the numba kernel cache while
-    the driver reads ERA5, so the first real day does not pay for it."""
-    import no2fusion.pipeline.regrid  # noqa: F401
-
-    return os.getpid()
-
-
-class DayRunner:
-    """Maps a function over days with dask: a ``distributed`` cluster when ``scheduler`` is an
-    address, else a local process pool of ``workers`` processes (created once per build, started
-    early), or in-process when ``workers`` == 1. Use as a context manager."""
-
-    def __init__(self, scheduler: str | None, workers: int, progress: bool) -> None:
-        self.scheduler = scheduler
-        self.workers = workers
-        self.progress = progress
-        self._client: Any = None
-        self._pool: ProcessPoolExecutor | None = None
-
-    def __enter__(self) -> DayRunner:
-        if self.scheduler:
-            from distributed import Client
-
-            self._client = Client(self.scheduler)
-        elif self.workers > 1:
-            context = multiprocessing.get_context("spawn")  # no fork of zarr/numba threads
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
-            for _ in range(self.workers):
-                self._pool.submit(_warm_up)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._client is not None:
-            self._client.close()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-
-    def map_batched(
-        self,
-        func: Callable[[T], R],
-        make: Callable[[K], T],
-        keys: Sequence[K],
-        desc: str,
-        batch: int = 64,
-    ) -> list[R]:
-        """``[func(make(k)) for k in keys]``, building the inputs one batch at a time so that only
-        ``batch`` of them are in memory; one progress bar (tqdm) over all keys. Within a batch
-        the tasks run in parallel; a batch starts when the previous one is done."""
-        from tqdm import tqdm
-
-        results: list[R] = []
-        size = max(batch, 4 * self.workers)
-        with tqdm(total=len(keys), desc=desc, disable=not self.progress) as bar:
-            for start in range(0, len(keys), size):
-                items = [make(key) for key in keys[start : start + size]]
-                results.extend(self.map(func, items))
-                bar.update(len(items))
-        return results
-
-    def map(self, func: Callable[[T], R], items: Sequence[T]) -> list[R]:
-        """``[func(x) for x in items]``, in parallel (no progress bar; see ``map_batched``)."""
-        if not items:
-            return []
-        if self._client is not None:
-            futures = self._client.map(func, items, pure=False)
-            return list(self._client.gather(futures))
-        import dask
-
-        tasks = [dask.delayed(func, pure=False)(item) for item in items]
-        if self._pool is not None and len(items) > 1:
-            return list(
-                dask.compute(
-                    *tasks, scheduler="processes", pool=self._pool, num_workers=self.workers
-                )
-            )
-        return list(dask.compute(*tasks, scheduler="synchronous"))
-
-
-# ------------------------------------------------------------------------------------------------
-# truth and region
-# ------------------------------------------------------------------------------------------------
-@dataclass
-class Truth:
-    days: NDArray[np.datetime64]
-    no2: NDArray[np.float32]  # (time, lat, lon) umol m-2
-    region: NDArray[np.int8] | None
-    legend: str
-
-
-def read_truth(path: Path, grid: Grid) -> Truth:
-    """The simulated world's truth file, checked against the grid."""
-    try:
-        with xr.open_dataset(path) as ds:
-            ds = ds.load()
-    except (OSError, ValueError) as error:
-        raise InputFileError(f"not a readable NetCDF file ({type(error).__name__})", path) from None
-    if "no2_truth" not in ds:
-        raise InputFileError("variable 'no2_truth' not found", path)
-    if ds["no2_truth"].attrs.get("units", "umol m-2") != "umol m-2":
-        raise InputFileError(
-            f"no2_truth has units {ds['no2_truth'].attrs.get('units')!r}, expected 'umol m-2'", path
-        )
-    lat, lon = ds["lat"].values, ds["lon"].values
-    if (
-        lat.shape != grid.lat.shape
-        or lon.shape != grid.lon.shape
-        or not (np.allclose(lat, grid.lat, atol=1e-6) and np.allclose(lon, grid.lon, atol=1e-6))
-    ):
-        raise InputFileError("truth grid differs from the configured grid", path)
-    truth = ds["no2_truth"].transpose("time", "lat", "lon")
-    region = ds["region"].transpose("lat", "lon").values.astype(np.int8) if "region" in ds else None
-    legend = (
-        str(ds["region"].attrs.get("legend", REGION_LEGEND)) if "region" in ds else REGION_LEGEND
-    )
-    days = ds["time"].values.astype("datetime64[D]").astype("datetime64[ns]")
-    return Truth(days=days, no2=truth.values.astype(np.float32), region=region, legend=legend)
-
-
-def derive_region(mean_no2: NDArray[np.floating]) -> tuple[NDArray[np.int8], str]:
-    """Region classes from the long-term mean NO2 (n_lat, n_lon), for real data without truth.
-
-    Cells are ranked by their mean column: below the 25th percentile -> background, 25-50 ->
-    rural, 50-80 -> suburban, above 80 -> urban; ``industrial`` is never assigned (it cannot be
-    told from urban by NO2 alone); cells never observed -> -1 (unknown).
-    """
-    region = np.full(mean_no2.shape, UNKNOWN_REGION, dtype=np.int8)
-    finite = np.isfinite(mean_no2)
-    if finite.any():
-        edges = np.quantile(mean_no2[finite], [q for q, _ in DERIVED_REGION_QUANTILES[:-1]])
-        classes = np.digitize(mean_no2[finite], edges)
-        codes = np.array(
-            [REGION_CODES[name] for _, name in DERIVED_REGION_QUANTILES], dtype=np.int8
-        )
-        region[finite] = codes[classes]
-    legend = f"{UNKNOWN_REGION}=unknown {REGION_LEGEND} (derived from mean NO2 quantiles)"
-    return region, legend
-
-
-# ------------------------------------------------------------------------------------------------
 # the build
 # ------------------------------------------------------------------------------------------------
 def _met_slice(
@@ -458,8 +304,8 @@ def build_cube(
         era5_files=[p.name for p in found.era5],
         truth_file=str(found.truth) if found.truth else None,
     )
-    by_day, problems = group_by_day(found.tropomi)
-    report.problems.extend(problems)
+    by_day, bad_names = group_by_day(found.tropomi)
+    report.rejected.extend(bad_names)
     if not by_day:
         raise NoDataError("no TROPOMI file with a valid S5P L2 NO2 name", sources / "tropomi")
     with DayRunner(scheduler, pipeline.workers, progress) as runner:
@@ -489,7 +335,9 @@ def _build(
         found.era5,
         grid.bbox,
         pipeline.met_margin_deg,
-        mapper=lambda func, files: runner.map_batched(func, _identity, files, "reading ERA5"),
+        mapper=lambda func, files: runner.map_batched(
+            partial(_read_isolated, func), identity, files, "reading ERA5"
+        ),
     )
     stages["read_era5"] = time.perf_counter() - mark
     era5_first, era5_last = met["time"].values[0], met["time"].values[-1]
@@ -545,13 +393,17 @@ def _build(
                 DayTask(index, day, tuple(str(f) for f in files), grid, pipeline.qa_threshold)
             )
     mark = time.perf_counter()
-    gridded = runner.map_batched(grid_day, _identity, tasks, "reading and regridding L2")
+    gridded = runner.map_batched(grid_day, identity, tasks, "reading and regridding L2")
     stages["l2_qa_regrid"] = time.perf_counter() - mark
     ready = []
     for item in gridded:
         reports[item.index] = item.report
         if item.report.status == "gridded":
             ready.append(item)
+    for line in [*report.rejected, *(line for item in gridded for line in item.report.rejected)]:
+        log.warning("left out a bad input file: %s", line)
+    if not ready and not complete.any():
+        raise NoDataError(_nothing_usable(gridded, len(report.rejected)), sources / "tropomi")
 
     # ERA5 must cover every overpass window: check all before writing anything -------------------
     aligner = TemporalAligner(
@@ -635,18 +487,29 @@ def _build(
             region, legend = derive_region(mean)
             write_static(out, "region", region, {"legend": legend})
     report.days = [reports[i] for i in sorted(reports)]
-    skipped = [day_report for day_report in report.days if day_report.status == "skipped"]
-    for day_report in skipped:
+    cloudy = report.cloudy_days  # days with a bad file were named above, file by file
+    for day_report in cloudy:
         log.info("skipped day %s: %s", day_report.day, "; ".join(day_report.problems))
-    if skipped:  # one line for the console; every day and its reason is in the build report
+    if cloudy:  # one line for the console; every day and its reason is in the build report
         log.warning(
-            "skipped %d of %d days with no usable pixel (cloudy, off-swath or a bad file); "
+            "skipped %d of %d days with no usable pixel (cloudy or off-swath); "
             "each day and its reason is in the build report",
-            len(skipped),
+            len(cloudy),
             len(report.days),
         )
     update_cube_attrs(out, attrs)
     stages["region_report"] = time.perf_counter() - mark
+
+
+def _nothing_usable(gridded: Sequence[GriddedDay], bad_names: int) -> str:
+    """The one line for a build in which no day has a usable pixel."""
+    bad = bad_names + sum(len(item.report.rejected) for item in gridded)
+    first = next((line for item in gridded for line in item.report.rejected), None)
+    cloudy = sum(1 for item in gridded if not item.report.rejected)
+    reasons = [f"{cloudy} without a usable pixel (cloudy or off-swath)"]
+    if bad:
+        reasons.append(f"{bad} bad file(s), e.g. {first}" if first else f"{bad} bad file name(s)")
+    return f"no usable day among {len(gridded)} day(s) of L2 files: " + "; ".join(reasons)
 
 
 def _settings_differ(out: Path, pipeline: PipelineConfig) -> str | None:

@@ -7,19 +7,22 @@ The filter itself (``qa_mask``, ``filter_pixels``) lives in ``io/tropomi.py`` ne
 reader, because it depends on the product's raw ``qa_value`` encoding (integers 0..100 with
 scale 0.01, FORMATS.md A.5) and because the seed's ``SentinelDataLoader.apply_filtering`` must
 use it while ``io/`` may not import ``pipeline/`` (DESIGN §3 layering). This module is the
-stage the build calls: one function per file, and rejection counts that add up across files
-for the build report.
+stage the build calls: one function per file (``load_and_filter``, which the build runs in
+a helper process, ``io/isolated.py``), and rejection counts that add up across files for the
+build report.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 import xarray as xr
 
-from no2fusion.io.tropomi import filter_pixels, qa_mask
+from no2fusion.grid import BBox
+from no2fusion.io.tropomi import SentinelDataLoader, filter_pixels, qa_mask
 
-__all__ = ["QACounts", "apply_qa", "qa_mask"]
+__all__ = ["QACounts", "apply_qa", "load_and_filter", "qa_mask"]
 
 
 @dataclass(frozen=True)
@@ -66,3 +69,15 @@ def apply_qa(data: xr.Dataset, threshold: float) -> tuple[xr.Dataset, QACounts]:
     """
     kept = filter_pixels(data, threshold)
     return kept, QACounts.from_attrs(kept.attrs)
+
+
+def load_and_filter(path: str | Path, bbox: BBox, threshold: float) -> xr.Dataset:
+    """One L2 file, cropped to the scanlines that can touch ``bbox``, QA-filtered: the 1-D
+    ``pixel`` dataset of ``filter_pixels`` (rejection counts in its attrs).
+
+    Raises:
+        InputFileError: the file is unreadable or malformed (named with the reason).
+        NoDataError: no pixel touches ``bbox``, or none passes the filter.
+    """
+    data = SentinelDataLoader(threshold).load_tropomi_no2(path, bbox=bbox)
+    return filter_pixels(data, threshold)

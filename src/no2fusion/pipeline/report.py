@@ -28,9 +28,12 @@ class DayReport:
     """One overpass day.
 
     ``status``: ``written`` (complete in the cube), ``complete`` (already complete before this
-    run; not re-read), ``skipped`` (bad or empty files; absent from the cube, see ``problems``),
-    ``no_files`` (no L2 file for the day).
+    run; not re-read), ``skipped`` (no usable pixel; absent from the cube, see ``problems`` and
+    ``rejected``), ``no_files`` (no L2 file for the day).
     ``coverage``: fraction of grid cells with a valid NO2 value (0..1).
+    ``problems``: files that hold nothing usable here (cloudy, off-swath), one line each.
+    ``rejected``: bad files (unreadable, malformed, implausible), one line each naming the file
+    and the reason; any of them makes ``no2fusion build`` end with exit code 3.
     """
 
     day: str
@@ -41,6 +44,7 @@ class DayReport:
     coverage: float | None = None
     overpass_time: str | None = None
     problems: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
 
 
 def report_path(cube_path: str | Path) -> Path:
@@ -60,11 +64,22 @@ class BuildReport:
     truth_file: str | None = None
     days: list[DayReport] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)  # bad files not tied to a day
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)  # wall time per build stage
 
     def count(self, status: str) -> int:
         return sum(1 for day in self.days if day.status == status)
+
+    @property
+    def rejected_files(self) -> list[str]:
+        """Every bad input file of this run, one line each (file and reason)."""
+        return [*self.rejected, *(line for day in self.days for line in day.rejected)]
+
+    @property
+    def cloudy_days(self) -> list[DayReport]:
+        """Skipped days none of whose files was bad (cloudy, off-swath, all QA-rejected)."""
+        return [d for d in self.days if d.status == "skipped" and not d.rejected]
 
     @property
     def pixels(self) -> dict[str, int]:
@@ -88,6 +103,7 @@ class BuildReport:
             "pixels": self.pixels,
             "mean_coverage": (sum(covered) / len(covered)) if covered else None,
             "problems": len(self.problems) + sum(len(d.problems) for d in self.days),
+            "files_rejected": len(self.rejected_files),
             "seconds": round(self.seconds, 2),
             "stage_seconds": {k: round(v, 2) for k, v in self.stage_seconds.items()},
         }
@@ -115,9 +131,9 @@ class BuildReport:
             f"(rejected: {px['rejected_qa']} qa, {px['rejected_fill']} fill, "
             f"{px['rejected_nan_corners']} NaN corners); mean coverage {coverage}",
         ]
-        skipped = [d.day for d in self.days if d.status == "skipped"]
+        skipped = [d.day for d in self.cloudy_days]
         if skipped:
             shown = ", ".join(skipped[:8]) + (" ..." if len(skipped) > 8 else "")
-            out.append(f"skipped days (reasons in the report): {shown}")
+            out.append(f"days without a usable pixel (cloudy or off-swath): {shown}")
         out.extend(self.problems)
         return out
