@@ -110,6 +110,14 @@ def os_error_line(error: OSError, args: argparse.Namespace) -> str:
     return f"{path}: {reason}"
 
 
+def _is_torch_write_failure(error: RuntimeError) -> bool:
+    """torch's zip writer reports a failed write (a full disk) as a RuntimeError
+    ("[enforce fail at inline_container.cc:...] . PytorchStreamWriter failed writing file
+    data/0: file write failed"), not as an OSError."""
+    text = str(error)
+    return "PytorchStreamWriter failed" in text or "file write failed" in text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="no2fusion",
@@ -137,6 +145,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USER_ERROR
     except OSError as error:
         print(f"no2fusion {args.command}: error: {os_error_line(error, args)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except RuntimeError as error:
+        if not _is_torch_write_failure(error):
+            raise
+        output = getattr(args, "output", None) or getattr(args, "out", None)
+        reason = "writing a checkpoint failed (the disk is full?)"
+        line = f"while writing {output}: {reason}" if output else reason
+        print(f"no2fusion {args.command}: error: {line}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print(f"no2fusion {args.command}: interrupted", file=sys.stderr)

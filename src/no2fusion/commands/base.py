@@ -47,7 +47,11 @@ def add_config_argument(parser: argparse.ArgumentParser, default: str | None = "
 
 
 def parse_overrides(pairs: Sequence[str]) -> dict[str, object]:
-    """``KEY=VALUE`` strings -> {dotted key: YAML-parsed value}."""
+    """``KEY=VALUE`` strings -> {dotted key: YAML-parsed value}.
+
+    Raises ``ConfigError`` (one line naming the key) for a pair without ``=``, a value that is
+    not YAML, or a key that goes below a value (``seed.x``: ``seed`` has no keys).
+    """
     import yaml
 
     from no2fusion.errors import ConfigError
@@ -55,10 +59,45 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, object]:
     overrides: dict[str, object] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
+        key = key.strip()
         if not sep or not key:
             raise ConfigError(f"--set expects KEY=VALUE, got {pair!r}")
-        overrides[key.strip()] = yaml.safe_load(value)
+        check_override_key(key)
+        try:
+            overrides[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {key}: the value {value!r} is not valid YAML") from None
     return overrides
+
+
+def check_override_key(key: str) -> None:
+    """Raise ``ConfigError`` when a dotted ``--set`` key goes below a value or an unknown section
+    (``seed.x``, ``nosuch.key``); the last part is checked by the config itself."""
+    from pydantic import BaseModel
+
+    from no2fusion.config import Config
+    from no2fusion.errors import ConfigError
+
+    model: type[BaseModel] = Config
+    parts = key.split(".")
+    if any(not part for part in parts):
+        raise ConfigError(f"--set {key}: empty part in the key")
+    for depth, part in enumerate(parts[:-1], start=1):
+        where = ".".join(parts[:depth])
+        field = model.model_fields.get(part)
+        if field is None:
+            raise ConfigError(f"--set {key}: unknown key '{where}'")
+        section = next(
+            (
+                kind
+                for kind in (field.annotation, *getattr(field.annotation, "__args__", ()))
+                if isinstance(kind, type) and issubclass(kind, BaseModel)
+            ),
+            None,
+        )
+        if section is None:
+            raise ConfigError(f"--set {key}: '{where}' is a value, not a section with keys")
+        model = section
 
 
 def load_cli_config(args: argparse.Namespace, config: str | None = None) -> Config:

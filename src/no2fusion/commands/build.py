@@ -46,10 +46,13 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from no2fusion.files import check_output_dir, check_output_file
     from no2fusion.pipeline.build import build_cube
     from no2fusion.pipeline.report import report_path
 
     config = load_cli_config(args)
+    check_output_dir(args.out)  # a read-only folder or a full disk: before reading anything
+    check_output_file(report_path(args.out))
     report = build_cube(
         args.sources,
         args.out,

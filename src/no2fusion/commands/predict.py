@@ -83,11 +83,13 @@ def run(args: argparse.Namespace) -> int:
         sources_for_days,
         write_prediction,
     )
+    from no2fusion.files import check_output_file
     from no2fusion.grid import BBox, create_target_grid
     from no2fusion.io.cube import open_cube
     from no2fusion.training.checkpoint import load_checkpoint
 
     started = time.perf_counter()
+    check_output_file(args.out)  # before loading anything
     model, config, normalizers, meta = load_checkpoint(args.checkpoint)
     bbox = None
     if args.bbox is not None:

@@ -60,6 +60,9 @@ def _run(args: argparse.Namespace) -> int:
     if config_source is None and args.mode == "eval" and (run_dir / "config.yaml").is_file():
         config_source = str(run_dir / "config.yaml")
     config = load_cli_config(args, config_source or DEFAULT_CONFIGS[args.mode])
+    from no2fusion.files import check_output_dir
+
+    check_output_dir(run_dir, subdirs=("checkpoints", "sources"), files=("config.yaml",))
     run_workflow(
         args.mode,
         run_dir,

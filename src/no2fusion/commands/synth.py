@@ -27,9 +27,13 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from no2fusion.files import check_output_dir, check_output_file
     from no2fusion.synth.world import generate_world
 
     config = load_cli_config(args)
+    check_output_dir(args.out, subdirs=("tropomi", "era5", "truth"))
+    if args.figure is not None:
+        check_output_file(args.figure)
     summary = generate_world(config, args.out, progress=not args.no_progress)
     print(summary.describe())
     if args.figure is not None:

@@ -3,11 +3,17 @@
 Sits at the CLI edge: reads the config (through ``commands.base.load_cli_config``) and calls
 ``training.train.train_model``, which writes the resolved config, best/last checkpoints, a CSV
 log and the epoch history into ``--output``; progress bars show on the terminal.
+
+Before any work, ``--output`` is checked writable (``files.check_output_dir``: a read-only
+folder, a full disk or a ``checkpoints`` that is a file fails in the first second, exit 2).
+A fresh run into a folder that holds an earlier run keeps that run's files if it fails
+(``files.restored_on_failure``); a run that succeeds replaces them.
 """
 
 from __future__ import annotations
 
 import argparse
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from no2fusion.commands.base import Command, add_config_argument, load_cli_config
@@ -26,12 +32,20 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from no2fusion.training.train import train_model
+    from no2fusion.files import check_output_dir, restored_on_failure
+    from no2fusion.training.train import CHECKPOINT_DIR, HISTORY_FILE, train_model
 
     config = load_cli_config(args)
-    result = train_model(
-        config, args.cube, args.output, resume=args.resume, progress_bar=not args.no_progress
-    )
+    run_files = ("config.yaml", HISTORY_FILE)
+    check_output_dir(args.output, subdirs=(CHECKPOINT_DIR, "logs"), files=run_files)
+    # a resume continues the run in place; a fresh run must not eat an earlier one if it fails
+    keep: AbstractContextManager[None] = nullcontext()
+    if not args.resume:
+        keep = restored_on_failure(args.output, (*run_files, CHECKPOINT_DIR, "logs"))
+    with keep:
+        result = train_model(
+            config, args.cube, args.output, resume=args.resume, progress_bar=not args.no_progress
+        )
     last_rmse = result.history.get("val_rmse_umol_m2", [float("nan")])[-1:] or [float("nan")]
     print(
         f"trained {config.model.kind} for {result.epochs} epochs"
