@@ -9,7 +9,7 @@ Sits beside ``errors.py``:
 - ``check_output_dir`` / ``check_output_file``: raise the ``OSError`` a run would hit later (a
   read-only folder, a full disk, a file where a folder belongs), naming the user's path, before
   any long work starts. The CLI turns it into one line and exit code 2.
-- ``restored_on_failure``: hard-link snapshot of a run folder's entries; if the block raises,
+- ``restored_on_failure``: a snapshot of a run folder's entries; if the block raises,
   the entries are put back exactly as they were (a failing run cannot eat an earlier run's
   ``logs/metrics.csv`` or checkpoints).
 """
@@ -101,19 +101,28 @@ def check_output_file(path: str | Path) -> None:
     _probe(found)
 
 
-def _snapshot(source: Path, target: Path) -> None:
-    """Hard links of ``source`` (a file or a tree) at ``target``; copies where links fail."""
+# Files that are only ever replaced whole (written by atomic rename): a hard link keeps their
+# old content, so the snapshot of a run's checkpoints costs no disk space. Everything else is
+# copied (Lightning appends to metrics.csv in place).
+LINKED_SUFFIXES = (".ckpt",)
 
-    def link(src: str, dst: str) -> None:
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
+
+def _snapshot(source: Path, target: Path) -> None:
+    """A copy of ``source`` (a file or a tree) at ``target``; ``LINKED_SUFFIXES`` hard-linked."""
+
+    def keep(src: str, dst: str) -> None:
+        if src.endswith(LINKED_SUFFIXES):
+            try:
+                os.link(src, dst)
+                return
+            except OSError:
+                pass  # a file system without hard links
+        shutil.copy2(src, dst)
 
     if source.is_dir():
-        shutil.copytree(source, target, copy_function=link, symlinks=True)
+        shutil.copytree(source, target, copy_function=keep, symlinks=True)
     else:
-        link(str(source), str(target))
+        keep(str(source), str(target))
 
 
 def _remove(path: Path) -> None:
@@ -127,8 +136,9 @@ def _remove(path: Path) -> None:
 def restored_on_failure(folder: str | Path, names: Sequence[str]) -> Iterator[None]:
     """Keep ``folder/<name>`` for each of ``names`` as it is now if the block raises.
 
-    Before the block, existing entries are hard-linked into ``folder/.previous-<pid>`` (cheap;
-    the package writes by atomic rename, so a link keeps the old content). If the block raises,
+    Before the block, existing entries are copied into ``folder/.previous-<pid>`` (checkpoints
+    hard-linked: they are replaced only by atomic rename, so a link keeps the old content). If
+    the block raises,
     each entry that existed is put back exactly (whatever the failed run wrote under that name
     is removed first); entries that did not exist keep what the block wrote (e.g. a
     ``last.ckpt`` to resume from). On success the snapshot is dropped.
