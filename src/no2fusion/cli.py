@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from no2fusion import __version__
-from no2fusion.commands import build, config, download, predict, run, synth, train
+from no2fusion.commands import build, check, config, download, predict, run, synth, train
 from no2fusion.commands.base import Command
 from no2fusion.errors import EXIT_USER_ERROR, No2FusionError
 
@@ -32,6 +32,7 @@ COMMANDS: tuple[Command, ...] = (
     train.COMMAND,
     run.COMMAND,
     predict.COMMAND,
+    check.COMMAND,
     download.COMMAND,
     config.COMMAND,
 )

@@ -43,7 +43,11 @@ class NoDataError(No2FusionError):
 
 
 class CubeSchemaError(No2FusionError):
-    """A datacube that does not follow the schema in ``io/cube.py``."""
+    """A datacube that does not follow the schema in ``io/cube_schema.py``."""
+
+
+class CubeDamagedError(CubeSchemaError):
+    """A datacube with a missing or undecodable chunk; names the cube, variable and day."""
 
 
 class CredentialsError(No2FusionError):

@@ -27,7 +27,7 @@ from analytic_world import (
 from no2fusion.config import AlignConfig, PipelineConfig
 from no2fusion.errors import NoDataError
 from no2fusion.grid import Grid
-from no2fusion.io import cube as cube_module
+from no2fusion.io import cube_write
 from no2fusion.io.cube import check_cube_schema, completed_days, open_cube
 from no2fusion.pipeline.build import build_cube, derive_region
 from no2fusion.pipeline.report import report_path
@@ -130,7 +130,7 @@ def test_crash_mid_build_leaves_no_half_day(
 ) -> None:
     world = make_world(tmp_path / "w", days=3)
     out = tmp_path / "cube.zarr"
-    real = cube_module._set_day_complete
+    real = cube_write._set_day_complete
     flagged: list[int] = []
     crashed: list[int] = []
 
@@ -141,7 +141,7 @@ def test_crash_mid_build_leaves_no_half_day(
         flagged.append(index)
         real(store, index)
 
-    monkeypatch.setattr(cube_module, "_set_day_complete", crashing)
+    monkeypatch.setattr(cube_write, "_set_day_complete", crashing)
     with pytest.raises(KeyboardInterrupt):
         build_cube(world.root, out, GRID, PIPELINE, progress=False)
     monkeypatch.undo()

@@ -1,461 +1,293 @@
-"""The analysis-ready datacube on disk (Zarr): its schema, and checked reading.
+"""Reading the datacube (Zarr), checked: schema, completeness and every chunk a read touches.
 
-Sits in ``io/``: ``pipeline/build.py`` writes cubes through this module and ``data/`` reads them
-through ``open_cube``; nobody else touches the store. The schema below is the contract between
-the pipeline and training (DESIGN §5).
+Sits in ``io/``: ``data/`` and ``evaluation/`` open cubes through ``open_cube`` and nothing else;
+the schema is in ``cube_schema.py`` and writing in ``cube_write.py`` (their names are
+re-exported here). ``no2fusion check CUBE`` runs ``check_cube``.
 
-Layout (dims in brackets; units in the ``units`` attribute of every variable):
-
-- ``no2`` [time, lat, lon] float32 umol m-2 — QA-filtered, area-weighted L3 column, NaN where no
-  valid pixel touched the cell.
-- ``no2_precision`` [time, lat, lon] float32 umol m-2 — propagated retrieval precision.
-- ``no2_weight`` [time, lat, lon] float32 1 — summed area-fraction weights (HARP ``weight``).
-- ``no2_count`` [time, lat, lon] int32 1 — number of contributing pixels.
-- ``overpass_time`` [time] datetime64 — mean UTC time of the valid pixels over the domain.
-- ``met_time`` [time, hour] datetime64 — ERA5 valid_time used for each of the hourly steps.
-- ``met_<v>`` [time, hour, met_lat, met_lon] float32 — raw aligned hourly meteorology for
-  v in ``vocab.MET_VARIABLES`` on the ERA5 grid cropped to the domain (plus a margin).
-- ``features`` [time, hour, met_lat, met_lon, feature] float32 — the 13 features (DESIGN §2);
-  tile-averaging happens in ``data/``.
-- ``region`` [lat, lon] int8 — region class codes, legend in attribute ``legend``.
-- ``cell_area`` [lat, lon] float64 m2 — cell areas on the sphere.
-- ``lat_bounds`` [lat, bounds], ``lon_bounds`` [lon, bounds], ``met_lat_bounds``,
-  ``met_lon_bounds`` float64 degrees — cell edges.
-- ``day_complete`` [time] bool — set last, after every variable of that day is written: a day
-  with ``False`` is absent (a crash never leaves a half-written day that reads as valid).
-- ``no2_truth`` [time, lat, lon] float32 umol m-2 — only in cubes built from the simulated world.
-
-Coordinates: ``time`` = overpass day at 00:00 UTC (datetime64[ns]); ``lat``/``lon`` cell
-centres (ascending, degrees); ``hour`` = int offsets -(steps-1)..0 in hours relative to the step
-nearest the overpass; ``feature`` = names from ``vocab.FEATURES``; ``met_lat``/``met_lon``.
-
-Global attributes: ``Conventions`` (CF-1.10), ``title``, ``qa_threshold``, ``source_files``
-(JSON list), ``no2fusion_version``, ``synthetic`` (0/1), ``history``.
+Integrity: a day flagged complete must have every chunk of its required variables (zarr reads
+a missing chunk as the fill value, so a deleted features chunk would read as all-NaN
+meteorology); ``open_cube`` refuses a cube where one is missing, and a chunk that cannot be
+decoded raises ``CubeReadError`` when it is read. Both name the cube, the variable and the day
+in one line.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
-import shutil
-import warnings
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import xarray as xr
-from numpy.typing import NDArray
 
-from no2fusion.errors import CubeSchemaError
-from no2fusion.vocab import FEATURES, MET_VARIABLES, NO2_UNITS, VARIABLES
+from no2fusion.errors import CubeDamagedError, CubeSchemaError
+from no2fusion.io.cube_schema import (
+    ALL_CHUNKS_ATTR,
+    CUBE_DIMS,
+    CUBE_VARIABLES,
+    OPTIONAL_VARIABLES,
+    TIME_ENCODING,
+    check_cube_schema,
+    open_store,
+)
+from no2fusion.io.cube_write import (
+    CubeLayout,
+    clear_day_complete,
+    completed_days,
+    create_cube,
+    cube_layout_matches,
+    update_cube_attrs,
+    write_day,
+    write_static,
+)
 
-CUBE_DIMS: tuple[str, ...] = ("time", "lat", "lon", "hour", "feature", "met_lat", "met_lon")
-
-# variable -> (dims, units); ``None`` units means "not checked" (datetimes, flags).
-CUBE_VARIABLES: dict[str, tuple[tuple[str, ...], str | None]] = {
-    "no2": (("time", "lat", "lon"), NO2_UNITS),
-    "no2_precision": (("time", "lat", "lon"), NO2_UNITS),
-    "no2_weight": (("time", "lat", "lon"), "1"),
-    "no2_count": (("time", "lat", "lon"), "1"),
-    "overpass_time": (("time",), None),
-    "met_time": (("time", "hour"), None),
-    **{
-        f"met_{name}": (("time", "hour", "met_lat", "met_lon"), VARIABLES[name].units)
-        for name in MET_VARIABLES
-    },
-    "features": (("time", "hour", "met_lat", "met_lon", "feature"), "1"),
-    "region": (("lat", "lon"), "1"),
-    "cell_area": (("lat", "lon"), "m2"),
-    "day_complete": (("time",), None),
-}
-OPTIONAL_VARIABLES: dict[str, tuple[tuple[str, ...], str | None]] = {
-    "no2_truth": (("time", "lat", "lon"), NO2_UNITS),
-}
-
-
-def check_cube_schema(cube: xr.Dataset, path: str | Path = "cube") -> None:
-    """Raise ``CubeSchemaError`` naming the first missing variable, wrong dims or wrong units."""
-    for name, (dims, units) in {**CUBE_VARIABLES, **OPTIONAL_VARIABLES}.items():
-        if name not in cube.variables:
-            if name in OPTIONAL_VARIABLES:
-                continue
-            raise CubeSchemaError(f"missing variable '{name}'", path)
-        actual_dims = cube[name].dims
-        if tuple(actual_dims) != dims:
-            raise CubeSchemaError(
-                f"variable '{name}' has dims {actual_dims}, expected {dims}", path
-            )
-        if units is not None and cube[name].attrs.get("units") != units:
-            raise CubeSchemaError(
-                f"variable '{name}' has units {cube[name].attrs.get('units')!r}, "
-                f"expected {units!r}",
-                path,
-            )
-    features = [str(f) for f in cube["feature"].values]
-    if features != list(FEATURES):
-        raise CubeSchemaError(f"feature coordinate {features} differs from {list(FEATURES)}", path)
-    for axis in ("lat", "lon"):
-        if not np.all(np.diff(cube[axis].values) > 0):
-            raise CubeSchemaError(f"coordinate '{axis}' must be strictly ascending", path)
+__all__ = [
+    "ALL_CHUNKS_ATTR",
+    "CUBE_DIMS",
+    "CUBE_VARIABLES",
+    "OPTIONAL_VARIABLES",
+    "TIME_ENCODING",
+    "CubeCheck",
+    "CubeLayout",
+    "check_cube",
+    "check_cube_schema",
+    "clear_day_complete",
+    "completed_days",
+    "create_cube",
+    "cube_layout_matches",
+    "missing_chunks",
+    "open_cube",
+    "update_cube_attrs",
+    "write_day",
+    "write_static",
+]
 
 
 def open_cube(path: str | Path, complete_only: bool = True) -> xr.Dataset:
     """Open a cube lazily and check its schema.
 
     With ``complete_only`` (default) days whose ``day_complete`` flag is not set are dropped,
-    so an interrupted build never yields half-written days.
+    so an interrupted build never yields half-written days, and a complete day that lacks a
+    chunk is an error. Every later read of a per-day variable that meets a chunk it cannot
+    decode raises ``CubeDamagedError`` (module docstring).
+
+    Raises:
+        CubeSchemaError: no cube, not a Zarr store, schema violated, no complete day.
+        CubeDamagedError: a complete day lacks a chunk (names the variable and the day).
     """
     path = Path(path)
-    if not path.exists():
-        raise CubeSchemaError("no such cube", path)
-    try:
-        cube = xr.open_zarr(path, chunks={})
-    except Exception as error:  # zarr raises several unrelated types for a non-cube folder
-        raise CubeSchemaError(
-            f"not a readable Zarr store ({type(error).__name__}: {error})", path
-        ) from None
+    cube = open_store(path)
     check_cube_schema(cube, path)
     if complete_only:
         complete = np.asarray(cube["day_complete"].values, dtype=bool)
         if not complete.any():
             raise CubeSchemaError("cube has no complete day", path)
+        lost = missing_chunks(path, cube)
+        if lost:
+            name, index = lost[0]
+            more = f" (and {len(lost) - 1} more)" if len(lost) > 1 else ""
+            raise CubeDamagedError(
+                f"variable '{name}' has no chunk for day {_day_names(cube)[index]}, which is "
+                f"flagged complete{more}: a deleted or lost file; `no2fusion check {path}` "
+                "lists all, and `no2fusion build` on the same sources rewrites those days",
+                path,
+            )
+    cube = _checked(cube, path)
+    if complete_only:
         cube = cube.isel(time=np.flatnonzero(complete))
     return cube
 
 
 # ------------------------------------------------------------------------------------------------
-# writing (pipeline/build.py is the only caller)
+# integrity
 # ------------------------------------------------------------------------------------------------
-# Datetimes are stored as float64 seconds since 1970 (NaN = not written), so a day written in
-# one process and read in another decodes identically and unwritten days read as NaT.
-TIME_ENCODING: dict[str, Any] = {"units": "seconds since 1970-01-01", "dtype": "float64"}
-_LONG_NAMES: dict[str, str] = {
-    "no2": "tropospheric NO2 vertical column, QA-filtered, area-weighted",
-    "no2_precision": "propagated NO2 column precision (1 sigma)",
-    "no2_weight": "summed area-fraction weight of the contributing pixels",
-    "no2_count": "number of contributing pixels",
-    "overpass_time": "mean UTC time of the valid pixels over the domain",
-    "met_time": "ERA5 time of each hourly step",
-    "features": "meteorological and time features, unnormalized",
-    "region": "region class",
-    "cell_area": "cell area on the sphere",
-    "day_complete": "all variables of this day are written",
-    "no2_truth": "true NO2 column of the simulated world at the overpass",
-}
+# Per-day variables whose chunk every complete day of a built cube has: a written day is never
+# entirely the fill value in them (zarr stores no chunk that is all fill value, so
+# ``no2_truth``, NaN on a day the truth file lacks, is not among them). The build stamps its
+# cubes with ``ALL_CHUNKS_ATTR``; other stores (older cubes, hand-made test cubes with days of
+# all-NaN NO2) are held to ``features`` alone.
+PER_DAY: tuple[str, ...] = tuple(
+    name
+    for name, (dims, _units) in CUBE_VARIABLES.items()
+    if dims[0] == "time" and name != "day_complete"
+)
+ALWAYS_REQUIRED: tuple[str, ...] = ("features",)
 
 
-@dataclass(frozen=True)
-class CubeLayout:
-    """Everything fixed when a cube store is created (the shape of every variable).
-
-    Attributes:
-        days: (n_time,) datetime64[ns], overpass days at 00:00 UTC, ascending.
-        lat_edges, lon_edges: target grid edges, degrees (ascending).
-        met_lat, met_lon: ERA5 grid centres (ascending, degrees) cropped to the domain.
-        steps: hourly steps per day (``hour`` = -(steps-1)..0).
-        with_truth: add ``no2_truth`` (simulated world).
-    """
-
-    days: NDArray[np.datetime64]
-    lat_edges: NDArray[np.float64]
-    lon_edges: NDArray[np.float64]
-    met_lat: NDArray[np.float64]
-    met_lon: NDArray[np.float64]
-    steps: int
-    with_truth: bool
-
-    @property
-    def shapes(self) -> dict[str, int]:
-        return {
-            "time": len(self.days),
-            "lat": len(self.lat_edges) - 1,
-            "lon": len(self.lon_edges) - 1,
-            "hour": self.steps,
-            "feature": len(FEATURES),
-            "met_lat": len(self.met_lat),
-            "met_lon": len(self.met_lon),
-        }
+def required_chunks(cube: xr.Dataset) -> tuple[str, ...]:
+    """The per-day variables a complete day of ``cube`` must have a chunk of."""
+    return PER_DAY if int(cube.attrs.get(ALL_CHUNKS_ATTR, 0)) else ALWAYS_REQUIRED
 
 
-def _edges_from_centres(centres: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Cell edges (n+1,) from regularly or irregularly spaced centres (n,), midpoints inside."""
-    c = np.asarray(centres, dtype=np.float64)
-    if c.size == 1:
-        return np.array([c[0] - 0.125, c[0] + 0.125])
-    mid = 0.5 * (c[:-1] + c[1:])
-    return np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
+def _day_names(cube: xr.Dataset) -> list[str]:
+    return [str(np.datetime_as_string(t, unit="D")) for t in cube["time"].values]
 
 
-def _bounds(edges: NDArray[np.float64]) -> NDArray[np.float64]:
-    return np.stack([edges[:-1], edges[1:]], axis=1)  # (n, 2)
-
-
-def _template(
-    layout: CubeLayout,
-    region: NDArray[np.int8],
-    cell_area: NDArray[np.float64],
-    region_legend: str,
-    attrs: Mapping[str, Any],
-) -> xr.Dataset:
-    import dask.array as da
-
-    n = layout.shapes
-    t = n["time"]
-
-    def lazy(shape: tuple[int, ...], fill: Any, dtype: Any) -> Any:
-        return da.full(shape, fill, dtype=dtype, chunks=(1, *shape[1:]))
-
-    field = ("time", "lat", "lon")
-    met = ("time", "hour", "met_lat", "met_lon")
-    grid2 = (n["lat"], n["lon"])
-    metshape = (t, n["hour"], n["met_lat"], n["met_lon"])
-    nat = np.datetime64("NaT", "ns")
-    data: dict[str, Any] = {
-        "no2": (field, lazy((t, *grid2), np.nan, np.float32)),
-        "no2_precision": (field, lazy((t, *grid2), np.nan, np.float32)),
-        "no2_weight": (field, lazy((t, *grid2), 0.0, np.float32)),
-        "no2_count": (field, lazy((t, *grid2), 0, np.int32)),
-        "overpass_time": (("time",), lazy((t,), nat, "datetime64[ns]")),
-        "met_time": (("time", "hour"), lazy((t, n["hour"]), nat, "datetime64[ns]")),
-        **{f"met_{v}": (met, lazy(metshape, np.nan, np.float32)) for v in MET_VARIABLES},
-        "features": (
-            (*met, "feature"),
-            lazy((*metshape, n["feature"]), np.nan, np.float32),
-        ),
-        "day_complete": (("time",), lazy((t,), False, bool)),
-        "region": (("lat", "lon"), np.asarray(region, dtype=np.int8)),
-        "cell_area": (("lat", "lon"), np.asarray(cell_area, dtype=np.float64)),
-        "lat_bounds": (("lat", "bounds"), _bounds(layout.lat_edges)),
-        "lon_bounds": (("lon", "bounds"), _bounds(layout.lon_edges)),
-        "met_lat_bounds": (("met_lat", "bounds"), _bounds(_edges_from_centres(layout.met_lat))),
-        "met_lon_bounds": (("met_lon", "bounds"), _bounds(_edges_from_centres(layout.met_lon))),
-    }
-    if layout.with_truth:
-        data["no2_truth"] = (field, lazy((t, *grid2), np.nan, np.float32))
-    lat = 0.5 * (layout.lat_edges[:-1] + layout.lat_edges[1:])
-    lon = 0.5 * (layout.lon_edges[:-1] + layout.lon_edges[1:])
-    cube = xr.Dataset(
-        data,
-        coords={
-            "time": np.asarray(layout.days).astype("datetime64[ns]"),
-            "lat": lat,
-            "lon": lon,
-            "hour": np.arange(-(layout.steps - 1), 1, dtype=np.int32),
-            "feature": np.array(FEATURES, dtype=object),  # variable-length strings in Zarr
-            "met_lat": np.asarray(layout.met_lat, dtype=np.float64),
-            "met_lon": np.asarray(layout.met_lon, dtype=np.float64),
-        },
-        attrs={"Conventions": "CF-1.10", **attrs},
-    )
-    for name, (_dims, units) in {**CUBE_VARIABLES, **OPTIONAL_VARIABLES}.items():
-        if name in cube and units is not None:
-            cube[name].attrs["units"] = units
-    for name, text in _LONG_NAMES.items():
-        if name in cube:
-            cube[name].attrs["long_name"] = text
-    for name in MET_VARIABLES:
-        cube[f"met_{name}"].attrs["long_name"] = VARIABLES[name].long_name
-    cube["region"].attrs["legend"] = region_legend
-    cube["features"].attrs["comment"] = "definitions in no2fusion.pipeline.features"
-    axis_attrs = {
-        "time": {"long_name": "overpass day (00:00 UTC)", "standard_name": "time"},
-        "lat": {"units": "degrees_north", "standard_name": "latitude", "bounds": "lat_bounds"},
-        "lon": {"units": "degrees_east", "standard_name": "longitude", "bounds": "lon_bounds"},
-        "met_lat": {
-            "units": "degrees_north",
-            "long_name": "ERA5 grid latitude",
-            "bounds": "met_lat_bounds",
-        },
-        "met_lon": {
-            "units": "degrees_east",
-            "long_name": "ERA5 grid longitude",
-            "bounds": "met_lon_bounds",
-        },
-        "hour": {"units": "h", "long_name": "hourly step relative to the overpass step"},
-        "feature": {"long_name": "feature name (vocab.FEATURES order)"},
-    }
-    for name, values in axis_attrs.items():
-        cube[name].attrs.update(values)
-    for name in ("lat_bounds", "lon_bounds", "met_lat_bounds", "met_lon_bounds"):
-        cube[name].attrs["units"] = "degrees_north" if "lat" in name else "degrees_east"
-    return cube
-
-
-def create_cube(
-    path: str | Path,
-    layout: CubeLayout,
-    region: NDArray[np.int8],
-    cell_area: NDArray[np.float64],
-    region_legend: str,
-    attrs: Mapping[str, Any],
-) -> None:
-    """Create an empty cube store with the full time axis (every day absent: ``day_complete``
-    False, fields NaN). Written to a temporary folder and renamed, so a crash leaves no store.
-
-    Raises ``CubeSchemaError`` if ``path`` already exists.
-    """
-    path = Path(path)
-    if path.exists():
-        raise CubeSchemaError("already exists; not overwriting", path)
-    tmp = path.with_name(f".{path.name}.creating-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    cube = _template(layout, region, cell_area, region_legend, attrs)
-    encoding = {name: dict(TIME_ENCODING) for name in ("overpass_time", "met_time")}
-    try:
-        with warnings.catch_warnings():
-            # consolidated metadata is a Zarr v3 extension; xarray and zarr-python read it
-            warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-            cube.to_zarr(tmp, mode="w-", compute=False, encoding=encoding, consolidated=True)
-        os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def cube_layout_matches(path: str | Path, layout: CubeLayout) -> str | None:
-    """None if the existing store at ``path`` has exactly this layout, else what differs."""
-    cube = open_cube(path, complete_only=False)
-    n = layout.shapes
-    for dim, size in n.items():
-        if cube.sizes.get(dim) != size:
-            return f"dimension '{dim}' has size {cube.sizes.get(dim)}, this build needs {size}"
-    checks = {
-        "time": np.asarray(layout.days).astype("datetime64[ns]"),
-        "met_lat": layout.met_lat,
-        "met_lon": layout.met_lon,
-    }
-    for name, values in checks.items():
-        if not np.array_equal(cube[name].values, values):
-            return f"coordinate '{name}' differs from this build's"
-    if not np.allclose(cube["lat_bounds"].values, _bounds(layout.lat_edges)) or not np.allclose(
-        cube["lon_bounds"].values, _bounds(layout.lon_edges)
-    ):
-        return "the target grid differs from this build's"
-    if layout.with_truth != ("no2_truth" in cube):
-        return "one of them has no2_truth and the other not"
-    return None
-
-
-def completed_days(path: str | Path) -> NDArray[np.bool_]:
-    """The ``day_complete`` flags (n_time,) of an existing store."""
-    import zarr
-
-    flags = zarr.open_array(str(path), path="day_complete", mode="r")
-    return np.asarray(flags[:], dtype=bool)
-
-
-def _encode_day(name: str, array: NDArray[Any]) -> NDArray[Any]:
-    """Datetimes -> float64 seconds since 1970 (NaT -> NaN), as ``TIME_ENCODING`` declares."""
-    if np.issubdtype(array.dtype, np.datetime64):
-        stamp = array.astype("datetime64[ns]")
-        seconds = (stamp - np.datetime64("1970-01-01T00:00:00", "ns")) / np.timedelta64(1, "s")
-        return np.where(np.isnat(stamp), np.nan, seconds)
-    return array
-
-
-def write_day(path: str | Path, index: int, values: Mapping[str, NDArray[Any]]) -> None:
-    """Write one day (time ``index``), then set ``day_complete`` LAST.
-
-    ``values`` maps variable names with a leading ``time`` dim to that day's array WITHOUT the
-    time axis (e.g. ``no2`` (lat, lon), ``features`` (hour, met_lat, met_lon, feature),
-    ``overpass_time`` a datetime64 scalar). Every per-day variable is chunked one day per chunk,
-    so each assignment replaces whole chunks of this day only: days can be written by parallel
-    processes. A crash before the flag leaves the day absent (``open_cube`` drops it).
-
-    This is a region write done with zarr-python on the arrays that ``create_cube`` laid out
-    (same result as ``Dataset.to_zarr(region=...)``, which costs ~35 ms per call in metadata
-    handling; here the whole day costs a few ms).
-    """
+def missing_chunks(
+    path: str | Path, cube: xr.Dataset | None = None, names: Sequence[str] | None = None
+) -> list[tuple[str, int]]:
+    """(variable, day index) of every chunk of ``names`` (default ``required_chunks``) that a
+    day flagged complete lacks, ordered by day."""
     import zarr
     from zarr.core.sync import sync
 
-    dims = {
-        **{k: v[0] for k, v in CUBE_VARIABLES.items()},
-        **{k: v[0] for k, v in OPTIONAL_VARIABLES.items()},
-    }
-    prepared = {}
-    for name, array in values.items():
-        if name == "day_complete":
-            raise ValueError("day_complete is set by write_day itself")
-        if name not in dims or dims[name][0] != "time":
-            raise ValueError(f"'{name}' is not a per-day cube variable")
-        prepared[name] = _encode_day(name, np.asarray(array))
-    store = zarr.storage.LocalStore(str(path))
-    # all arrays of the day are written concurrently on zarr's event loop (the per-call
-    # overhead then overlaps instead of adding up), then the flag, last
-    sync(_write_arrays(store, index, prepared))
-    _set_day_complete(store, index)
+    path = Path(path)
+    cube = open_store(path) if cube is None else cube
+    names = required_chunks(cube) if names is None else names
+    complete = np.flatnonzero(np.asarray(cube["day_complete"].values, dtype=bool))
+    store = zarr.storage.LocalStore(str(path), read_only=True)
+
+    async def keys(prefix: str) -> set[str]:
+        return {key async for key in store.list_prefix(prefix)}
+
+    missing = []
+    for name in names:
+        array = zarr.open_array(store, path=name, mode="r")
+        present = sync(keys(f"{name}/"))
+        for index in complete:
+            chunk = array.metadata.encode_chunk_key((int(index),) + (0,) * (array.ndim - 1))
+            if f"{name}/{chunk}" not in present:
+                missing.append((name, int(index)))
+    return sorted(missing, key=lambda item: (item[1], item[0]))
 
 
-async def _write_arrays(store: Any, index: int, prepared: Mapping[str, NDArray[Any]]) -> None:
-    import zarr.api.asynchronous as zarr_async
-    from zarr import AsyncArray
+class _CheckedReads:
+    """Array-like over one lazily decoded per-day variable: a chunk that cannot be read or
+    decoded raises ``CubeDamagedError`` naming the cube, variable and day (for dask)."""
 
-    names = list(prepared)
-    # the array metadata comes from the store's consolidated metadata (one read instead of one
-    # per array; ``create_cube`` writes it, and shapes and codecs never change afterwards)
-    group = await zarr_async.open_group(store=store, mode="r+", use_consolidated=None)
-    targets = []
-    for name, target in zip(
-        names, await asyncio.gather(*(group.getitem(name) for name in names)), strict=True
-    ):
-        if not isinstance(target, AsyncArray):
-            raise ValueError(f"'{name}' is a group in the cube, not an array")
-        targets.append(target)
-    for name, target in zip(names, targets, strict=True):
-        array = prepared[name]
-        if tuple(target.shape[1:]) != array.shape:
-            raise ValueError(
-                f"'{name}' has shape {array.shape}, the cube expects {target.shape[1:]}"
-            )
-        if not 0 <= index < target.shape[0]:
-            raise IndexError(f"day index {index} outside the cube's {target.shape[0]} days")
-    await asyncio.gather(
-        *(
-            target.setitem(index, prepared[name])
-            for name, target in zip(names, targets, strict=True)
+    def __init__(self, variable: xr.Variable, path: Path, name: str, days: list[str]) -> None:
+        self.variable = variable
+        self.path, self.name, self.days = path, name, days
+        self.shape = variable.shape
+        self.dtype = variable.dtype
+        self.ndim = variable.ndim
+
+    def __getitem__(self, key: tuple[slice, ...]) -> np.ndarray:
+        try:
+            return np.asarray(self.variable[key].values)
+        except Exception as error:  # zstd, zarr and OS errors of a damaged chunk
+            first = key[0] if isinstance(key, tuple) else key
+            start = (first.start or 0) if isinstance(first, slice) else int(first)
+            day = self.days[start] if start < len(self.days) else f"index {start}"
+            raise CubeDamagedError(
+                f"variable '{self.name}' of day {day} cannot be read (damaged chunk: "
+                f"{type(error).__name__}: {error}); `no2fusion check {self.path}` lists all",
+                self.path,
+            ) from None
+
+
+def _checked(cube: xr.Dataset, path: Path) -> xr.Dataset:
+    """``cube`` with every per-day variable read through ``_CheckedReads``."""
+    import dask.array as da
+
+    lazy = xr.open_zarr(path, chunks=None)  # lazily decoded (CF) variables, no dask
+    days = _day_names(cube)
+    replaced = {}
+    for name, variable in cube.data_vars.items():
+        if not variable.dims or variable.dims[0] != "time":
+            continue
+        reads = _CheckedReads(lazy[name].variable, path, str(name), days)
+        data = da.from_array(
+            reads,
+            chunks=variable.data.chunks,
+            name=False,
+            asarray=True,
+            meta=np.empty((0,) * variable.ndim, dtype=variable.dtype),
         )
-    )
+        replaced[name] = variable.copy(data=data)
+    return cube.assign(replaced)
 
 
-def _set_day_complete(store: Any, index: int) -> None:
-    """The last write of a day: its completeness flag."""
-    import zarr
+# ------------------------------------------------------------------------------------------------
+# no2fusion check CUBE
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class CubeCheck:
+    """What ``check_cube`` found: ``problems`` (damage: exit 2) and ``notes`` (harmless)."""
 
-    zarr.open_array(store, path="day_complete", mode="r+")[index] = True
+    path: Path
+    days: int = 0
+    complete: int = 0
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
+    @property
+    def damaged(self) -> bool:
+        return bool(self.problems)
 
-def write_static(
-    path: str | Path, name: str, values: NDArray[Any], attrs: Mapping[str, Any] | None = None
-) -> None:
-    """Overwrite a variable without a time dim (e.g. ``region`` derived after the days)."""
-    import zarr
-
-    array = zarr.open_array(str(path), path=name, mode="r+")
-    array[...] = values
-    if attrs:
-        array.attrs.update(dict(attrs))
-    _consolidate(path)
-
-
-def update_cube_attrs(path: str | Path, attrs: Mapping[str, Any]) -> None:
-    """Merge global attributes (values JSON-encoded when not str/number) and reconsolidate."""
-    import zarr
-
-    group = zarr.open_group(str(path), mode="r+")
-    plain = {
-        key: value if isinstance(value, str | int | float) else json.dumps(value)
-        for key, value in attrs.items()
-    }
-    group.attrs.update(plain)
-    _consolidate(path)
+    def lines(self) -> list[str]:
+        verdict = f"DAMAGED ({len(self.problems)} problem(s))" if self.damaged else "intact"
+        head = f"{self.path}: {self.days} days, {self.complete} complete; {verdict}"
+        return [
+            head,
+            *(f"  problem: {p}" for p in self.problems),
+            *(f"  note: {n}" for n in self.notes),
+        ]
 
 
-def _consolidate(path: str | Path) -> None:
-    import zarr
+def _consistency(name: str, values: np.ndarray) -> str | None:
+    """Why a complete day's decoded ``values`` of ``name`` cannot be a written day, or None."""
+    if name == "overpass_time" and np.isnat(values).any():
+        return "no overpass time"
+    if name == "met_time" and np.isnat(values).any():
+        return "hours without an ERA5 time"
+    if name == "no2" and not np.isfinite(values).any():
+        return "no valid NO2 cell"
+    meteorology = name == "features" or name.startswith("met_")
+    if meteorology and values.dtype.kind == "f" and not np.isfinite(values).all():
+        return "NaN meteorology"
+    return None
 
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-        zarr.consolidate_metadata(str(path))
+
+def check_cube(path: str | Path, progress: bool = False) -> CubeCheck:
+    """Verify a cube: schema, every chunk of every complete day present and decodable, and
+    ``day_complete`` consistent with the data (a complete day has an overpass time, a valid NO2
+    cell and finite meteorology). Reads the whole cube once.
+
+    Raises ``CubeSchemaError`` only when the store cannot be opened at all; everything else is
+    reported in the returned ``CubeCheck``.
+    """
+    from tqdm import tqdm
+
+    path = Path(path)
+    report = CubeCheck(path)
+    cube = open_store(path)
+    try:
+        check_cube_schema(cube, path)
+    except CubeSchemaError as error:
+        report.problems.append(f"schema: {error.message}")
+        return report
+    days = _day_names(cube)
+    flags = np.asarray(cube["day_complete"].values, dtype=bool)
+    report.days, report.complete = len(days), int(flags.sum())
+    if not flags.any():
+        report.problems.append("no day is flagged complete")
+    lost = set(missing_chunks(path, cube))
+    for name, index in sorted(lost, key=lambda item: (item[1], item[0])):
+        report.problems.append(f"day {days[index]}: variable '{name}': chunk missing")
+    checked = _checked(cube, path)
+    names = [str(n) for n, v in checked.data_vars.items() if v.dims and v.dims[0] == "time"]
+    for index in tqdm(np.flatnonzero(flags), desc="checking days", disable=not progress):
+        for name in names:
+            if (name, int(index)) in lost:
+                continue
+            try:
+                values = np.asarray(checked[name].isel(time=int(index)).values)
+            except CubeDamagedError:
+                report.problems.append(
+                    f"day {days[index]}: variable '{name}': chunk cannot be decoded"
+                )
+                continue
+            wrong = _consistency(name, values)
+            if wrong is not None:
+                report.problems.append(
+                    f"day {days[index]}: flagged complete but variable '{name}' has {wrong}"
+                )
+    half = [days[i] for i in np.flatnonzero(~flags)]
+    if half:
+        shown = ", ".join(half[:5]) + (" ..." if len(half) > 5 else "")
+        report.notes.append(
+            f"{len(half)} day(s) not complete (no usable pixel, or an interrupted build that a "
+            f"rerun completes): {shown}"
+        )
+    return report

@@ -50,10 +50,13 @@ from no2fusion.config import PipelineConfig
 from no2fusion.errors import InputFileError, NoDataError
 from no2fusion.grid import Grid
 from no2fusion.io.cube import (
+    ALL_CHUNKS_ATTR,
     CubeLayout,
+    clear_day_complete,
     completed_days,
     create_cube,
     cube_layout_matches,
+    missing_chunks,
     open_cube,
     update_cube_attrs,
     write_day,
@@ -375,7 +378,16 @@ def _build(
                 out,
             )
         complete = completed_days(out)
+        damaged = sorted({index for _name, index in missing_chunks(out)})
+        for index in damaged:  # flagged complete, but a chunk is gone: write the day again
+            log.warning(
+                "day %s of %s lacks a chunk although flagged complete: writing it again",
+                np.datetime_as_string(days[index], unit="D"),
+                out,
+            )
+            complete[index] = False
     else:
+        damaged = []
         complete = np.zeros(days.size, dtype=bool)
 
     # pass 1 -------------------------------------------------------------------------------------
@@ -430,6 +442,7 @@ def _build(
         "align_method": pipeline.align.method,
         "align_window_hours": float(pipeline.align.window_hours),
         "history": f"{_now()} no2fusion build --sources {sources}",
+        ALL_CHUNKS_ATTR: 1,  # write_day stores every per-day chunk (io/cube.py checks it)
     }
     region = np.full(grid.shape, UNKNOWN_REGION, dtype=np.int8)
     legend = f"{UNKNOWN_REGION}=unknown {REGION_LEGEND}"
@@ -438,6 +451,7 @@ def _build(
     mark = time.perf_counter()
     if not exists:
         create_cube(out, layout, region, grid.cell_area_m2(), legend, attrs)
+    clear_day_complete(out, damaged)  # before their data: a crash must not leave them "complete"
     stages["create_store"] = time.perf_counter() - mark
 
     # pass 2 -------------------------------------------------------------------------------------
