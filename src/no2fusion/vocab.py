@@ -20,7 +20,13 @@ UMOL_M2_TO_MOLEC_CM2 = MOL_M2_TO_MOLEC_CM2 / MOL_M2_TO_UMOL_M2  # 6.02214e13
 
 @dataclass(frozen=True)
 class Variable:
-    """One canonical variable: id, units (UDUNITS-style string), plausible physical range."""
+    """One canonical variable: id, units (UDUNITS-style string), plausible physical range.
+
+    The range is what the readers accept (``io/checks.py``): wide enough for every real value
+    on Earth (ERA5's extremes, TROPOMI's noisy columns), narrow enough that a unit mistake
+    falls outside it (t2m in degC labelled K: ~ -40..45 < 180 K; sp in hPa labelled Pa:
+    ~1000 < 30000 Pa; an NO2 column in molec cm-2 labelled mol m-2: ~1e21 umol m-2).
+    """
 
     name: str
     units: str
@@ -35,12 +41,14 @@ VARIABLES: dict[str, Variable] = {
         Variable("no2", NO2_UNITS, "tropospheric NO2 vertical column", -200.0, 5000.0),
         Variable("no2_precision", NO2_UNITS, "NO2 column precision (1 sigma)", 0.0, 5000.0),
         Variable("qa_value", "1", "TROPOMI data quality value", 0.0, 1.0),
+        Variable("latitude", "degrees_north", "pixel centre latitude", -90.0, 90.0),
+        Variable("longitude", "degrees_east", "pixel centre longitude", -180.0, 180.0),
         Variable("u10", "m s-1", "10 m eastward wind", -80.0, 80.0),
         Variable("v10", "m s-1", "10 m northward wind", -80.0, 80.0),
-        Variable("blh", "m", "boundary layer height", 0.0, 8000.0),
+        Variable("blh", "m", "boundary layer height", 0.0, 10000.0),
         Variable("t2m", "K", "2 m temperature", 180.0, 340.0),
         Variable("d2m", "K", "2 m dewpoint temperature", 170.0, 320.0),
-        Variable("sp", "Pa", "surface pressure", 40000.0, 110000.0),
+        Variable("sp", "Pa", "surface pressure", 30000.0, 110000.0),
         Variable("tcc", "1", "total cloud cover fraction", 0.0, 1.0),
         Variable("rh", "%", "2 m relative humidity over water", 0.0, 100.0),
     ]

@@ -29,7 +29,7 @@ def fields(
     la, lo = lat[None, :, None], lon[None, None, :]
     shape = (times.size, lat.size, lon.size)
     return {
-        "u10": np.broadcast_to(lo - 6.0 + 0.1 * t, shape).copy(),
+        "u10": np.broadcast_to((lo - 6.0) / 10 + 0.1 * t, shape).copy(),  # plausible: < 80
         "v10": np.broadcast_to(la - 50.0 + 0 * t, shape).copy(),
         "blh": np.broadcast_to(500.0 + 10.0 * t + 0 * la * lo, shape).copy(),
         "t2m": np.broadcast_to(280.0 + la / 10 + lo / 100 + 0 * t, shape).copy(),
@@ -64,8 +64,8 @@ def test_longitudes_0_360_are_normalised_and_sorted(tmp_path: Path) -> None:
     ds = read_era5([path])
     lon = ds["lon"].values
     assert lon.min() == -180.0 and lon.max() == 179.0 and np.all(np.diff(lon) > 0)
-    # value at -10 deg E came from 350 deg E in the file: u10 = lon - 6 + 0.1 t
-    np.testing.assert_allclose(ds["u10"].sel(lon=-10.0).values[0], 350.0 - 6.0, rtol=1e-6)
+    # value at -10 deg E came from 350 deg E in the file: u10 = (lon - 6) / 10 + 0.1 t
+    np.testing.assert_allclose(ds["u10"].sel(lon=-10.0).values[0], (350.0 - 6.0) / 10, rtol=1e-6)
     cropped = read_era5([path], BBox(49.5, 50.5, -3.0, 3.0), margin_deg=0.5)
     np.testing.assert_array_equal(cropped["lon"].values, np.arange(-3.0, 4.0))
     np.testing.assert_array_equal(cropped["lat"].values, [49.0, 50.0, 51.0])

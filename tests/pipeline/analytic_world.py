@@ -81,14 +81,24 @@ def write_swath(
 
 
 def write_era5(
-    world: World, *, first_hour: int = -24, last_hour: int | None = None, nan_at: int | None = None
+    world: World,
+    *,
+    first_hour: int = -24,
+    last_hour: int | None = None,
+    nan_at: int | None = None,
+    name: str = "era5_single_levels.nc",
+    lat_range: tuple[float, float] = (49.0, 52.0),
+    shift_deg: float = 0.0,
 ) -> Path:
-    """Hourly ERA5 (current CDS layout) on a 0.25 deg grid around GRID: steady 5 m/s west wind."""
+    """Hourly ERA5 (current CDS layout) on a 0.25 deg grid around GRID: steady 5 m/s west wind.
+
+    ``lat_range``: first and last grid latitude; ``shift_deg``: move the whole grid (both
+    axes) by this much."""
     last = last_hour if last_hour is not None else world.days * 24 + 23
     hours = np.arange(first_hour, last + 1)
     times = START.astype("datetime64[h]") + hours
-    lat = np.arange(49.0, 52.01, 0.25)
-    lon = np.arange(5.0, 8.01, 0.25)
+    lat = np.arange(lat_range[0], lat_range[1] + 0.01, 0.25) + shift_deg
+    lon = np.arange(5.0, 8.01, 0.25) + shift_deg
     shape = (hours.size, lat.size, lon.size)
     hour_of_day = (hours % 24)[:, None, None] * np.ones(shape)
     fields = {
@@ -102,7 +112,7 @@ def write_era5(
     }
     if nan_at is not None:
         fields["t2m"][nan_at, 3, 3] = np.nan
-    return write_era5_month(world.root / "era5" / "era5_single_levels.nc", times, lat, lon, fields)
+    return write_era5_month(world.root / "era5" / name, times, lat, lon, fields)
 
 
 def make_world(root: Path, days: int = 3, noise: float = 0.0) -> World:

@@ -303,3 +303,70 @@ def test_user_errors_stop_with_exit_2_and_leave_the_cube(
         assert run_cli(world, fresh) == 2
         assert not fresh.exists()
     assert open_cube(out).sizes["time"] == 1
+
+
+# ------------------------------------------------------------------------------------------------
+# meteorology: plausibility, mixed grids, coverage in space and time
+# ------------------------------------------------------------------------------------------------
+def test_era5_t2m_in_celsius_labelled_kelvin_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world = make_world(tmp_path / "w", days=2)
+    path = world.root / "era5" / "era5_single_levels.nc"
+    with netCDF4.Dataset(path, "a") as ds:
+        ds["t2m"][:] = ds["t2m"][:] - 273.15  # units attribute still K
+    assert run_cli(world, tmp_path / "cube.zarr") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{path}: variable 't2m' has values 6.85..9.15 K" in err
+    assert not (tmp_path / "cube.zarr").exists()
+
+
+def test_two_era5_downloads_on_different_grids_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world = World(tmp_path / "w", 3)
+    for day in range(3):
+        write_swath(world, day)
+    write_era5(world, last_hour=35, name="era5_a.nc")
+    write_era5(world, first_hour=36, name="era5_b.nc", shift_deg=0.1)
+    assert run_cli(world, tmp_path / "cube.zarr") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err and "AlignmentError" not in err
+    assert "ERA5 files era5_a.nc and era5_b.nc are on different grids (lat: " in err
+    assert "vs" in err and "lon: " in err
+
+
+def test_era5_covering_part_of_the_domain_warns_with_the_fraction(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world = World(tmp_path / "w", 2)
+    for day in range(2):
+        write_swath(world, day)
+    write_era5(world, lat_range=(50.5, 52.0))  # cells reach down to 50.375 of 50..51
+    assert run_cli(world, tmp_path / "cube.zarr") == 0
+    err = capsys.readouterr().err
+    assert "the meteorology covers 62% of the domain" in err
+    write_era5(world, lat_range=(50.75, 52.0))  # down to 50.625: 38 %
+    assert run_cli(world, tmp_path / "other.zarr") == 2
+    err = capsys.readouterr().err.strip()
+    assert "covers 38% of the domain" in err and "at least 50% is needed" in err
+
+
+def test_era5_missing_some_overpass_windows_leaves_those_days_out_with_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world = World(tmp_path / "w", 3)
+    for day in range(3):
+        write_swath(world, day)
+    write_era5(world, last_hour=2 * 24 + 9)  # day 2's window needs 07:00..12:00
+    out = tmp_path / "cube.zarr"
+    assert run_cli(world, out) == 0
+    err = capsys.readouterr().err
+    assert "ERA5 covers the overpass windows of 2 of 3 days (66.7 %)" in err
+    assert completed_days(out).tolist() == [True, True, False]
+    report = json.loads(report_path(out).read_text())
+    assert report["days"][2]["status"] == "no_met" and report["summary"]["days_without_met"] == 1
+    write_era5(world, last_hour=13)  # only day 0: 1 of 3 is below the threshold
+    assert run_cli(world, tmp_path / "fresh.zarr") == 2
+    assert "ERA5 covers the overpass windows of 1 of 3 days" in capsys.readouterr().err
+    assert not (tmp_path / "fresh.zarr").exists()

@@ -35,6 +35,13 @@ from numpy.typing import NDArray
 
 from no2fusion.errors import InputFileError, NoDataError
 from no2fusion.grid import BBox
+from no2fusion.io.checks import (
+    check_axis,
+    check_domain_coverage,
+    check_range,
+    duplicate_time_conflict,
+    grid_difference,
+)
 from no2fusion.vocab import ERA5_NAMES, ERA5_UNIT_ALIASES, VARIABLES
 
 # Unit strings that need an actual conversion: source unit -> (canonical unit, scale, offset);
@@ -142,6 +149,8 @@ def read_era5_file(
         ds = _combine_expver(ds)
         if not np.issubdtype(ds["time"].dtype, np.datetime64):
             raise InputFileError(f"cannot decode the '{time_name}' axis as times", path)
+        check_axis(path, "latitude", ds["lat"].values)
+        check_axis(path, "longitude", ds["lon"].values)
         # longitude -> [-180, 180), both axes ascending
         lon = normalise_longitude(ds["lon"].values)
         ds = ds.assign_coords(lon=lon)
@@ -174,6 +183,14 @@ def read_era5_file(
                     f"variable '{name}' has NaN/inf values (first at {when} UTC) inside the domain",
                     path,
                 )
+            check_range(path, name, values)  # t2m in degC labelled K, sp in hPa labelled Pa
+            when = duplicate_time_conflict(ds["time"].values, values)
+            if when is not None:
+                raise InputFileError(
+                    f"time {np.datetime_as_string(when, unit='h')} appears twice with different "
+                    f"'{name}' values",
+                    path,
+                )
             out[name] = (("time", "lat", "lon"), values.astype(np.float32), _attrs(name))
         result = xr.Dataset(
             out,
@@ -191,10 +208,37 @@ def _attrs(name: str) -> dict[str, str]:
     return {"units": var.units, "long_name": var.long_name}
 
 
-def _concat_time(parts: list[xr.DataArray]) -> xr.DataArray:
+def _grid(part: xr.DataArray) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    return part["lat"].values, part["lon"].values
+
+
+def _source(part: xr.DataArray) -> str:
+    return str(part["source_file"].values[0]) if part.sizes["time"] else "?"
+
+
+def _concat_time(name: str, parts: list[xr.DataArray], folder: Path) -> xr.DataArray:
+    """One variable's steps from several files along time: the files must share one grid, and
+    a step in more than one file must hold the same values in each (the first is kept)."""
+    for part in parts[1:]:
+        differs = grid_difference(_grid(parts[0]), _grid(part))
+        if differs:
+            raise InputFileError(
+                f"ERA5 files {_source(parts[0])} and {_source(part)} are on different grids "
+                f"({differs}); download all files on one grid",
+                folder,
+            )
     joined = xr.concat(parts, dim="time", join="exact") if len(parts) > 1 else parts[0]
     joined = joined.sortby("time")
-    _, first = np.unique(joined["time"].values, return_index=True)
+    times = joined["time"].values
+    when = duplicate_time_conflict(times, joined.values)
+    if when is not None:
+        names = sorted(set(joined["source_file"].values[times == when].tolist()))
+        raise InputFileError(
+            f"time {np.datetime_as_string(when, unit='h')} of '{name}' is in "
+            f"{' and '.join(names)} with different values; remove one of the downloads",
+            folder,
+        )
+    _, first = np.unique(times, return_index=True)
     return joined.isel(time=first)
 
 
@@ -209,8 +253,8 @@ def read_era5(
 
     Args:
         paths: NetCDF files; a variable may come from several files (e.g. one per month) and
-            different variables from different files. Duplicate times keep the first file's
-            values (in sorted time order).
+            different variables from different files. A time step in several files (overlapping
+            downloads) must hold the same values in each.
         bbox: crop to this box widened by ``margin_deg`` on every side (degrees); None = all.
         margin_deg: margin around ``bbox``, degrees.
         variables: canonical ids to read; each must be found in at least one file.
@@ -222,9 +266,12 @@ def read_era5(
         (%), when t2m and d2m were read; see the module docstring.
 
     Raises:
-        InputFileError: unreadable file, unknown units, NaN/inf values, grids that differ between
-            files, or a variable found in no file.
-        NoDataError: no files, or an ERA5 grid that misses the domain.
+        InputFileError: unreadable file, unknown units, NaN/inf values, values outside their
+            plausible range (``vocab.VARIABLES``: wrong units), axes out of order, a time step
+            twice with different values, grids that differ between files (naming both), or a
+            variable found in no file.
+        NoDataError: no files, or an ERA5 grid that covers less than half the domain (a
+            partial cover above that is a warning with the fraction).
     """
     files = sorted(Path(p) for p in paths)
     if not files:
@@ -242,18 +289,20 @@ def read_era5(
         raise InputFileError(
             f"ERA5 variable(s) {missing} not found in any of {len(files)} file(s)", files[0]
         )
-    series = {str(name): _concat_time(per_variable[str(name)]) for name in variables}
+    folder = files[0].parent
+    series = {
+        str(name): _concat_time(str(name), per_variable[str(name)], folder) for name in variables
+    }
     first = str(variables[0])
     for name, values in series.items():
-        for axis in ("lat", "lon"):
-            if not np.array_equal(values[axis].values, series[first][axis].values):
-                raise InputFileError(
-                    f"ERA5 variable '{name}' is on a different grid ({axis}: "
-                    f"{values[axis].size} points from {float(values[axis][0]):g}) than "
-                    f"'{first}' ({series[first][axis].size} points from "
-                    f"{float(series[first][axis][0]):g}); request all variables on one grid",
-                    files[0],
-                )
+        differs = grid_difference(_grid(series[first]), _grid(values))
+        if differs:
+            raise InputFileError(
+                f"ERA5 files {_source(series[first])} ('{first}') and {_source(values)} "
+                f"('{name}') are on different grids ({differs}); download all variables on "
+                "one grid",
+                folder,
+            )
     try:
         merged = xr.merge(
             list(series.values()),
@@ -265,6 +314,13 @@ def read_era5(
         raise InputFileError(f"ERA5 files have different grids ({error})", files[0]) from None
     if merged.sizes["time"] == 0:
         raise NoDataError("ERA5 variables share no time step across the files", files[0])
+    if bbox is not None:  # here, not per file: warnings of the isolated readers are not shown
+        check_domain_coverage(
+            files[0] if len(files) == 1 else folder,
+            merged["lat"].values,
+            merged["lon"].values,
+            bbox,
+        )
     for name in variables:
         merged[name].attrs = _attrs(name)
     if "t2m" in merged and "d2m" in merged:

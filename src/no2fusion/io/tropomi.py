@@ -32,6 +32,7 @@ from numpy.typing import NDArray
 
 from no2fusion.errors import InputFileError, NoDataError
 from no2fusion.grid import BBox
+from no2fusion.io.checks import MAX_L2_OUTSIDE_FRACTION, check_range, check_times_near
 from no2fusion.vocab import MOL_M2_TO_UMOL_M2, NO2_UNITS, TROPOMI_NAMES, VARIABLES
 
 # FORMATS A.1: S5P_<stream>_<type>_<start>_<end>_<orbit>_<collection>_<version>_<production>
@@ -459,7 +460,32 @@ def _read_file(path: Path, box: BBox | None) -> xr.Dataset | None:
             f"damaged NetCDF-4/HDF5 file ({type(err).__name__}: {err})", path
         ) from None
     part.attrs = attrs
+    _check_plausible(part, path)
     return part
+
+
+S5P_LAUNCH = np.datetime64("2017-10-13", "ns")
+
+
+def _check_plausible(part: xr.Dataset, path: Path) -> None:
+    """Decoded values against their units (``io/checks.py``): NO2 and its precision (a few
+    outliers allowed), pixel centres, and scanline times within a day of the file name's span
+    (else since launch), never running backwards."""
+    for name in ("no2", "no2_precision"):
+        check_range(path, name, part[name].values, max_outside=MAX_L2_OUTSIDE_FRACTION)
+    for name in ("latitude", "longitude"):
+        check_range(path, name, part[name].values)
+    day = np.timedelta64(1, "D")
+    if "start" in part.attrs and "end" in part.attrs:
+        span = (as_datetime(part.attrs["start"]) - day, as_datetime(part.attrs["end"]) + day)
+    else:
+        span = (S5P_LAUNCH, np.datetime64(dt.datetime.now(dt.UTC).replace(tzinfo=None), "ns") + day)
+    check_times_near(path, part["time"].values, span, "PRODUCT/time + delta_time")
+
+
+def as_datetime(iso: str) -> np.datetime64:
+    """``2021-03-01T12:00:00Z`` -> datetime64[ns]."""
+    return np.datetime64(iso.rstrip("Z"), "ns")
 
 
 def _resolve_paths(path_or_glob: str | Path | Sequence[str | Path]) -> list[Path]:

@@ -49,6 +49,7 @@ from no2fusion import __version__
 from no2fusion.config import PipelineConfig
 from no2fusion.errors import InputFileError, NoDataError
 from no2fusion.grid import Grid
+from no2fusion.io.checks import MIN_TIME_COVERAGE
 from no2fusion.io.cube import (
     ALL_CHUNKS_ATTR,
     CubeLayout,
@@ -417,21 +418,8 @@ def _build(
     if not ready and not complete.any():
         raise NoDataError(_nothing_usable(gridded, len(report.rejected)), sources / "tropomi")
 
-    # ERA5 must cover every overpass window: check all before writing anything -------------------
-    aligner = TemporalAligner(
-        pipeline.align.window_hours, pipeline.align.method, pipeline.align.steps
-    )
-    met_times = met["time"].values
-    failures = []
-    for item in ready:
-        assert item.overpass is not None
-        try:
-            aligner.check_coverage(met_times, item.overpass)
-        except NoDataError as error:
-            failures.append(str(error))
-    if failures:
-        more = f" (and {len(failures) - 1} more day(s))" if len(failures) > 1 else ""
-        raise NoDataError(f"{failures[0]}{more}", sources / "era5")
+    # ERA5 must cover the overpass windows: checked for all days before writing anything -----
+    ready = _with_meteorology(ready, met["time"].values, pipeline, sources / "era5")
 
     attrs = {
         "title": "no2fusion analysis-ready NO2 + ERA5 datacube",
@@ -513,6 +501,48 @@ def _build(
         )
     update_cube_attrs(out, attrs)
     stages["region_report"] = time.perf_counter() - mark
+
+
+def _with_meteorology(
+    ready: list[GriddedDay], met_times: NDArray[np.datetime64], pipeline: PipelineConfig, era5: Path
+) -> list[GriddedDay]:
+    """The days whose overpass window ERA5 covers. When it covers fewer than
+    ``MIN_TIME_COVERAGE`` of them, a ``NoDataError`` naming the first gap (nothing is written);
+    else the others become ``no_met`` days, with a warning giving the fraction."""
+    aligner = TemporalAligner(
+        pipeline.align.window_hours, pipeline.align.method, pipeline.align.steps
+    )
+    covered, failures = [], []
+    for item in ready:
+        assert item.overpass is not None
+        try:
+            aligner.check_coverage(met_times, item.overpass)
+        except NoDataError as error:
+            failures.append(str(error))
+            item.report.status = "no_met"
+            item.report.problems.append(str(error))
+        else:
+            covered.append(item)
+    if not failures:
+        return covered
+    fraction = len(covered) / len(ready)
+    if fraction < MIN_TIME_COVERAGE:
+        more = f" (and {len(failures) - 1} more day(s))" if len(failures) > 1 else ""
+        raise NoDataError(
+            f"{failures[0]}{more}; ERA5 covers the overpass windows of {len(covered)} of "
+            f"{len(ready)} days",
+            era5,
+        )
+    log.warning(
+        "%s: ERA5 covers the overpass windows of %d of %d days (%.1f %%); the other days are "
+        "left out, e.g. %s",
+        era5,
+        len(covered),
+        len(ready),
+        100 * fraction,
+        failures[0],
+    )
+    return covered
 
 
 def _nothing_usable(gridded: Sequence[GriddedDay], bad_names: int) -> str:

@@ -29,7 +29,8 @@ class DayReport:
 
     ``status``: ``written`` (complete in the cube), ``complete`` (already complete before this
     run; not re-read), ``skipped`` (no usable pixel; absent from the cube, see ``problems`` and
-    ``rejected``), ``no_files`` (no L2 file for the day).
+    ``rejected``), ``no_met`` (ERA5 does not cover its overpass window; see ``problems``),
+    ``no_files`` (no L2 file for the day).
     ``coverage``: fraction of grid cells with a valid NO2 value (0..1).
     ``problems``: files that hold nothing usable here (cloudy, off-swath), one line each.
     ``rejected``: bad files (unreadable, malformed, implausible), one line each naming the file
@@ -97,6 +98,7 @@ class BuildReport:
             "days_written": self.count("written"),
             "days_already_complete": self.count("complete"),
             "days_skipped": self.count("skipped"),
+            "days_without_met": self.count("no_met"),
             "days_without_files": self.count("no_files"),
             "tropomi_files": len(self.tropomi_files),
             "era5_files": len(self.era5_files),
@@ -125,7 +127,8 @@ class BuildReport:
         coverage = f"{s['mean_coverage']:.1%}" if s["mean_coverage"] is not None else "n/a"
         out = [
             f"days: {s['days_written']} written, {s['days_already_complete']} already complete, "
-            f"{s['days_skipped']} skipped, {s['days_without_files']} without files "
+            f"{s['days_skipped']} skipped, {s['days_without_met']} without ERA5, "
+            f"{s['days_without_files']} without files "
             f"(of {s['days_total']})",
             f"pixels: {px['kept']} kept of {px['pixels_total']} read "
             f"(rejected: {px['rejected_qa']} qa, {px['rejected_fill']} fill, "
