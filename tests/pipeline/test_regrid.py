@@ -213,3 +213,33 @@ def test_matches_shapely_reference(grid: Grid, quads: list, seed: int, snap: boo
     covered = ref_w > 1e-9 * ref_w.max(initial=0.0)
     np.testing.assert_allclose(together.mean[covered], ref_wx[covered] / ref_w[covered], rtol=1e-9)
     assert (together.count[covered] >= 1).all()
+
+
+def test_a_swath_regrids_like_its_flattened_pixels_and_unpacks_the_seeds_way() -> None:
+    """The seed's ``gridded, counts = regridder.regrid(no2, lats, lons)`` on a 2-D swath
+    (scanline x ground_pixel, corners (S, P, 4))."""
+    from no2fusion import AreaWeightedRegridder as SeedRegridder
+
+    rng = np.random.default_rng(3)
+    n_scan, n_pix = 7, 5
+    lat0 = GRID.lat_edges[0] + 0.11 * np.arange(n_scan)[:, None] + 0.01 * np.arange(n_pix)
+    lon0 = GRID.lon_edges[0] + 0.13 * np.arange(n_pix)[None, :] + 0 * lat0
+    lats = np.stack([lat0, lat0, lat0 + 0.11, lat0 + 0.11], axis=-1)  # (S, P, 4)
+    lons = np.stack([lon0, lon0 + 0.13, lon0 + 0.13, lon0], axis=-1)
+    no2 = rng.uniform(10, 100, (n_scan, n_pix))
+    sigma = rng.uniform(1, 5, (n_scan, n_pix))
+    regridder = SeedRegridder(GRID)
+    gridded, counts = regridder.regrid(no2, lats, lons)
+    flat = regridder.regrid(no2.ravel(), lats.reshape(-1, 4), lons.reshape(-1, 4))
+    np.testing.assert_array_equal(gridded, flat.mean)
+    np.testing.assert_array_equal(counts, flat.count)
+    assert counts.sum() > n_scan * n_pix  # pixels straddle cells
+    swath = regridder.regrid(no2, lats, lons, uncertainty=sigma)
+    np.testing.assert_array_equal(
+        swath.uncertainty,
+        regridder.regrid(
+            no2.ravel(), lats.reshape(-1, 4), lons.reshape(-1, 4), sigma.ravel()
+        ).uncertainty,
+    )
+    with pytest.raises(ValueError, match=r"lat_bounds must have shape \(7, 5, 4\)"):
+        regridder.regrid(no2, lats[:, :4], lons)

@@ -19,7 +19,9 @@ reaching beyond +180° is also tested shifted by −360°, one reaching below �
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -30,8 +32,12 @@ from no2fusion.grid import Grid
 _BUF = 64  # scratch vertices per clipping stage; a quad clipped by 4 half-planes needs <= 16
 
 
-class RegridResult(NamedTuple):
+@dataclass(frozen=True)
+class RegridResult:
     """One regridded field on a grid of shape (n_lat, n_lon).
+
+    Unpacks as the seed's pair, ``gridded, counts = regridder.regrid(...)`` (``mean`` and
+    ``count``); the summed weight and the uncertainty are attributes.
 
     Attributes:
         mean: (n_lat, n_lon) float64, Σ w·x / Σ w in the units of the input values; NaN where
@@ -45,8 +51,12 @@ class RegridResult(NamedTuple):
 
     mean: NDArray[np.float64]
     weight: NDArray[np.float64]
-    count: NDArray[np.int32]  # type: ignore[assignment]  # shadows tuple.count (contract name)
+    count: NDArray[np.int32]
     uncertainty: NDArray[np.float64] | None
+
+    def __iter__(self) -> Iterator[NDArray[Any]]:
+        """``(mean, count)``: the seed's ``gridded, counts``."""
+        return iter((self.mean, self.count))
 
 
 @njit(cache=True, inline="always")
@@ -317,24 +327,27 @@ class AreaWeightedRegridder:
         """Regrid pixel values onto the grid.
 
         Args:
-            values: (N,) pixel values (any units; the mean keeps them).
-            lat_bounds: (N, 4) corner latitudes, degrees north, any corner order (CCW or CW).
-            lon_bounds: (N, 4) corner longitudes, degrees east, −180..180 (a pixel may straddle
-                the antimeridian).
-            uncertainty: optional (N,) 1-sigma uncertainties in the units of ``values``,
-                combined as sqrt(Σ w² σ²) / Σ w.
+            values: (...) pixel values (any units; the mean keeps them), any leading shape:
+                (N,) pixels or a (scanline, ground_pixel) swath.
+            lat_bounds: (..., 4) corner latitudes, degrees north, any corner order (CCW or CW),
+                the leading shape of ``values``.
+            lon_bounds: (..., 4) corner longitudes, degrees east, −180..180 (a pixel may
+                straddle the antimeridian).
+            uncertainty: optional 1-sigma uncertainties shaped like ``values``, in their
+                units, combined as sqrt(Σ w² σ²) / Σ w.
 
         Returns:
             ``RegridResult`` of (n_lat, n_lon) arrays; see its docstring.
         """
-        vals = np.ravel(np.asarray(values))
-        n = vals.shape[0]
-        vals = _float_array("values", vals, (n,))
-        lat_b = _float_array("lat_bounds", lat_bounds, (n, 4))
-        lon_b = _float_array("lon_bounds", lon_bounds, (n, 4))
+        vals = np.asarray(values)
+        lead = vals.shape  # any leading shape: flattened to pixels
+        n = int(np.prod(lead, dtype=np.int64))
+        lat_b = _float_array("lat_bounds", lat_bounds, (*lead, 4)).reshape(n, 4)
+        lon_b = _float_array("lon_bounds", lon_bounds, (*lead, 4)).reshape(n, 4)
+        vals = _float_array("values", vals, lead).reshape(n)
         use_sigma = uncertainty is not None
         sigma = (
-            _float_array("uncertainty", np.ravel(np.asarray(uncertainty)), (n,))
+            _float_array("uncertainty", np.asarray(uncertainty), lead).reshape(n)
             if use_sigma
             else np.zeros(1, dtype=vals.dtype)
         )
