@@ -260,3 +260,17 @@ def test_a_failing_fresh_train_leaves_the_earlier_run_as_it_was(
     assert f"while writing {run}: No space left on device" in _one_line_error(capsys, "train")
     assert _files(run) == before
     assert not [p for p in run.iterdir() if p.name.startswith(".previous-")]
+
+
+def test_run_refuses_a_tile_larger_than_the_domain_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started = time.perf_counter()
+    code = main(
+        ["run", "--mode", "test", "--output", str(tmp_path / "run")]
+        + ["--set", "data.tile_size=32", "--no-progress"]
+    )
+    assert code == 2 and time.perf_counter() - started < 5
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "data.tile_size 32 is larger than the domain of the config's grid (16 x 16" in err
+    assert not (tmp_path / "run").exists()

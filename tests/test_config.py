@@ -50,9 +50,11 @@ def test_inverted_bbox_is_rejected(tmp_path: Path) -> None:
         load_config(path)
 
 
-def test_tile_larger_than_domain_is_rejected() -> None:
-    with pytest.raises(ConfigError, match="tile_size"):
-        load_config(REPO / "config" / "test.yaml", {"data.tile_size": 32})
+def test_tile_larger_than_domain_is_left_to_the_commands_that_tile() -> None:
+    """A build of a domain smaller than the tile does not use the tile (issue 12); train, run
+    and predict check it (tests/test_cli_errors.py)."""
+    config = load_config(REPO / "config" / "test.yaml", {"data.tile_size": 32})
+    assert config.data.tile_size == 32 and min(config.grid.to_grid().shape) == 16
 
 
 def test_not_yaml_is_one_line(tmp_path: Path) -> None:

@@ -242,3 +242,48 @@ def test_user_errors_exit_2_and_leave_an_existing_output(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "trained on satellite channels no2, coverage" in err
     assert out.read_bytes() == b"previous result"
+
+
+def test_a_domain_smaller_than_the_tile_suggests_tile_size(
+    trained: Trained, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    small = ["--bbox", "6.2", "50.2", "7.2", "51.2"]  # 10 x 10 cells, the tile is 16
+    out = tmp_path / "pred.nc"
+    for source in (["--sources", str(trained.sources)], ["--cube", str(trained.cube)]):
+        assert _predict(trained, out, *source, *small) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err
+        assert "(10 x 10 cells) is smaller than the model's tile of 16 cells" in err
+        assert (
+            "give --tile-size 8 (at most 10 cells, a multiple of the model's token stride 4)" in err
+        )
+        assert "no2fusion-predict-" not in err
+    assert _predict(trained, out, "--cube", str(trained.cube), *small, "--tile-size", "8") == 0
+
+
+def test_lead_1_needs_era5_for_the_input_day_and_errors_name_the_users_paths(
+    trained: Trained, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ERA5 that starts after the input day's overpass: the target day's window is covered,
+    the input day's is not."""
+    import shutil
+
+    sources = tmp_path / "sources"
+    shutil.copytree(trained.sources, sources)
+    start = np.datetime64(trained.day, "h") - np.timedelta64(14, "h")  # day before, 10:00 UTC
+    for path in sorted((sources / "era5").glob("*.nc")):
+        with xr.open_dataset(path) as ds:
+            kept = ds.sel(valid_time=slice(start, None)).load()
+        path.unlink()
+        if kept.sizes["valid_time"]:
+            kept.to_netcdf(path)
+    out = tmp_path / "pred.nc"
+    assert _predict(trained, out, "--sources", str(sources)) == 2
+    err = capsys.readouterr().err
+    line = err.strip().splitlines()[-1]
+    input_day = trained.day - dt.timedelta(days=1)
+    assert line.startswith("no2fusion predict: error: ")
+    assert f"the input day {input_day} cannot be used: ERA5 does not cover its overpass" in line
+    assert f"needs L2 and ERA5 for {input_day}, {trained.day}" in line
+    assert "no2fusion-predict-" not in err and str(sources) in err  # the user's paths only
+    assert not out.exists()

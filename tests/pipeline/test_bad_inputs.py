@@ -370,3 +370,11 @@ def test_era5_missing_some_overpass_windows_leaves_those_days_out_with_a_warning
     assert run_cli(world, tmp_path / "fresh.zarr") == 2
     assert "ERA5 covers the overpass windows of 1 of 3 days" in capsys.readouterr().err
     assert not (tmp_path / "fresh.zarr").exists()
+
+
+def test_build_of_a_domain_smaller_than_the_tile_works(tmp_path: Path) -> None:
+    """The build does not cut tiles: data.tile_size (64 here, the domain is 8 x 8) is not its
+    business."""
+    world = make_world(tmp_path / "w", days=2)
+    assert run_cli(world, tmp_path / "cube.zarr", "--set", "data.tile_size=64") == 0
+    assert completed_days(tmp_path / "cube.zarr").all()

@@ -7,16 +7,31 @@ Sits at the right edge of the flow: it wires ``training.checkpoint.load_checkpoi
     no2fusion predict --checkpoint outputs/checkpoints/best.ckpt --cube cube.zarr \\
         --date 2024-03-05 [--bbox W S E N] --out pred.nc
     no2fusion predict --checkpoint best.ckpt --sources data/real --date 2024-03-05 --out pred.nc
+
+What a prediction for day D needs (``data.lead`` = L of the checkpoint, default 1): the L2 files
+of the input day D - L and of D (D's overpass anchors the meteorology window), and ERA5 for
+the overpass windows of both days (the hourly steps before each overpass, ``pipeline.align``),
+because a day enters a cube only with its meteorology. With ``--cube`` both days must be
+complete in the cube. Missing days are named with the reason, in the user's paths (never the
+temporary cube's). The domain must hold one tile (``--tile-size``, default the training tile).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from no2fusion.commands.base import Command, date_argument
+
+if TYPE_CHECKING:
+    from no2fusion.evaluation.inference import InferenceSettings
+    from no2fusion.pipeline.report import BuildReport
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--sources",
         type=Path,
         help="folder with tropomi/ and era5/ files (as for `no2fusion build`); a temporary "
-        "cube of the needed days is built with the checkpoint's pipeline settings",
+        "cube of the needed days is built with the checkpoint's pipeline settings: L2 and "
+        "ERA5 (the overpass windows) of the target day and of the input day (target - lead)",
     )
     source.add_argument("--cube", type=Path, help="an existing cube (`no2fusion build`)")
     parser.add_argument("--date", type=date_argument, required=True, help="target day (YYYY-MM-DD)")
@@ -103,10 +119,12 @@ def run(args: argparse.Namespace) -> int:
         device=None if args.device == "auto" else args.device,
         precision=args.precision,
     )
+    stride = config.model.token_stride
     if args.cube is not None:
         cube = open_cube(args.cube)
         if bbox is not None:
             cube = crop_cube(cube, bbox, args.cube)
+        check_tile(settings, (cube.sizes["lat"], cube.sizes["lon"]), stride, str(args.cube))
         ds = predict_day(model, config, normalizers, cube, args.date, settings, args.cube, meta)
     else:
         from no2fusion.pipeline.build import build_cube
@@ -116,11 +134,19 @@ def run(args: argparse.Namespace) -> int:
             if bbox is not None
             else config.grid.to_grid()
         )
-        days = sorted({args.date - dt.timedelta(days=config.data.lead), args.date})
-        with tempfile.TemporaryDirectory(prefix="no2fusion-predict-") as tmp:
+        check_tile(settings, grid.shape, stride, "the prediction")  # before building anything
+        target, lead = args.date, config.data.lead
+        days = sorted({target - dt.timedelta(days=lead), target})
+        with (
+            tempfile.TemporaryDirectory(prefix="no2fusion-predict-") as tmp,
+            in_user_paths(Path(tmp), args.sources),
+        ):
             linked = sources_for_days(args.sources, days, Path(tmp))
             cube_path = Path(tmp) / "cube.zarr"
-            build_cube(linked, cube_path, grid, config.pipeline, progress=not args.no_progress)
+            report = build_cube(
+                linked, cube_path, grid, config.pipeline, progress=not args.no_progress
+            )
+            check_days_built(report, target, lead)
             cube = open_cube(cube_path)
             ds = predict_day(model, config, normalizers, cube, args.date, settings, cube_path, meta)
             ds.attrs["cube"] = f"temporary cube built from {args.sources}"
@@ -141,6 +167,90 @@ def run(args: argparse.Namespace) -> int:
         f"({time.perf_counter() - started:.1f} s)"
     )
     return 0
+
+
+def check_tile(
+    settings: InferenceSettings, shape: tuple[int, int], stride: int, where: str
+) -> None:
+    """A ``ConfigError`` suggesting ``--tile-size`` when the domain cannot hold one tile."""
+    from no2fusion.errors import ConfigError
+
+    n = min(shape)
+    if settings.tile_size <= n:
+        return
+    fit = (n // stride) * stride
+    hint = (
+        f"give --tile-size {fit} (at most {n} cells, a multiple of the model's token stride "
+        f"{stride})"
+        if fit >= stride
+        else f"it cannot hold even one token ({stride} cells): choose a larger --bbox"
+    )
+    raise ConfigError(
+        f"the domain of {where} ({shape[0]} x {shape[1]} cells) is smaller than the model's "
+        f"tile of {settings.tile_size} cells; {hint}"
+    )
+
+
+def check_days_built(report: BuildReport, target: dt.date, lead: int) -> None:
+    """A ``NoDataError`` naming each needed day (input, target) that did not enter the cube,
+    and why."""
+    from no2fusion.errors import NoDataError
+
+    by_day = {day.day: day for day in report.days}
+    for day, role in ((target, "target day"), (target - dt.timedelta(days=lead), "input day")):
+        entry = by_day.get(day.isoformat())
+        if entry is None or entry.status in ("written", "complete"):
+            continue
+        why = {
+            "no_met": "ERA5 does not cover its overpass window",
+            "skipped": "it has no usable pixel (cloudy or off-swath, or a bad file)",
+        }.get(entry.status, entry.status)
+        detail = "; ".join(entry.rejected + entry.problems)
+        raise NoDataError(
+            f"the {role} {day} cannot be used: {why}"
+            + (f" ({detail})" if detail else "")
+            + f"; a lead-{lead} prediction for {target} needs L2 and ERA5 for "
+            + ", ".join(sorted({(target - dt.timedelta(days=lead)).isoformat(), str(target)}))
+        )
+
+
+class _Rewrite(logging.Filter):
+    def __init__(self, rewrite: dict[str, str]) -> None:
+        super().__init__()
+        self.rewrite = rewrite
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = _replace(record.getMessage(), self.rewrite), None
+        return True
+
+
+def _replace(text: str, rewrite: dict[str, str]) -> str:
+    for old, new in rewrite.items():
+        text = text.replace(old, new)
+    return text
+
+
+@contextmanager
+def in_user_paths(tmp: Path, sources: Path) -> Iterator[None]:
+    """Errors and warnings of the block name ``sources``, not the temporary folder ``tmp``
+    whose ``sources`` links the needed files and whose ``cube.zarr`` is the temporary cube."""
+    from no2fusion.errors import No2FusionError
+
+    rewrite = {
+        str(tmp / "sources"): str(sources),
+        str(tmp / "cube.zarr"): f"the temporary cube of the needed days of {sources}",
+    }
+    handlers = [*logging.getLogger("no2fusion").handlers, *logging.getLogger().handlers]
+    rewriting = _Rewrite(rewrite)
+    for handler in handlers:
+        handler.addFilter(rewriting)
+    try:
+        yield
+    except No2FusionError as error:
+        raise type(error)(_replace(str(error), rewrite)) from None
+    finally:
+        for handler in handlers:
+            handler.removeFilter(rewriting)
 
 
 COMMAND = Command(

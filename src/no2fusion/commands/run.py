@@ -60,8 +60,10 @@ def _run(args: argparse.Namespace) -> int:
     if config_source is None and args.mode == "eval" and (run_dir / "config.yaml").is_file():
         config_source = str(run_dir / "config.yaml")
     config = load_cli_config(args, config_source or DEFAULT_CONFIGS[args.mode])
+    from no2fusion.data.tiles import check_tile_fits
     from no2fusion.files import check_output_dir
 
+    check_tile_fits(config.data.tile_size, config.grid.to_grid().shape, "the config's grid")
     check_output_dir(run_dir, subdirs=("checkpoints", "sources"), files=("config.yaml",))
     run_workflow(
         args.mode,
