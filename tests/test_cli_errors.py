@@ -161,12 +161,12 @@ def test_a_full_disk_during_the_build_names_the_output(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A write into an open file on a full disk raises an OSError without a file name."""
-    import no2fusion.pipeline.build as build_module
+    import no2fusion.pipeline.days as days_module
 
     def full(*_args: object) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(build_module, "write_day", full)
+    monkeypatch.setattr(days_module, "write_day", full)
     out = tmp_path / "cube.zarr"
     assert _build(synth_sources, out) == 2
     err = _one_line_error(capsys, "build")

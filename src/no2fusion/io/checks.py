@@ -11,11 +11,13 @@ warning) naming the file and what is wrong. The plausible ranges are ``vocab.VAR
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import xarray as xr
 from numpy.typing import NDArray
 
 from no2fusion.errors import InputFileError, NoDataError
@@ -185,3 +187,28 @@ def grid_difference(
         if x.shape != y.shape or not np.allclose(x, y, rtol=0, atol=1e-9):
             parts.append(f"{axis}: {_describe_axis(x)} vs {_describe_axis(y)}")
     return "; ".join(parts) or None
+
+
+S5P_LAUNCH = np.datetime64("2017-10-13", "ns")
+
+
+def check_l2_values(part: xr.Dataset, path: str | Path) -> None:
+    """A decoded L2 file (``tropomi.py``'s dataset): NO2 and its precision against their units
+    (a few outliers allowed), pixel centres on the globe, and scanline times within a day of
+    the file name's span (else between launch and tomorrow), never running backwards."""
+    for name in ("no2", "no2_precision"):
+        check_range(path, name, part[name].values, max_outside=MAX_L2_OUTSIDE_FRACTION)
+    for name in ("latitude", "longitude"):
+        check_range(path, name, part[name].values)
+    day = np.timedelta64(1, "D")
+    if "start" in part.attrs and "end" in part.attrs:
+        span = (_utc(part.attrs["start"]) - day, _utc(part.attrs["end"]) + day)
+    else:
+        now = np.datetime64(dt.datetime.now(dt.UTC).replace(tzinfo=None), "ns")
+        span = (S5P_LAUNCH, now + day)
+    check_times_near(path, part["time"].values, span, "PRODUCT/time + delta_time")
+
+
+def _utc(iso: str) -> np.datetime64:
+    """``2021-03-01T12:00:00Z`` -> datetime64[ns]."""
+    return np.datetime64(iso.rstrip("Z"), "ns")

@@ -1,10 +1,17 @@
-"""Sentinel-5P TROPOMI L2 NO2 reader and QA filter.
+"""Sentinel-5P TROPOMI L2 NO2 reader (and the QA filter, through ``SentinelDataLoader``).
 
 Sits at the left end of the flow (``io/``): real (or simulated, same format) ``S5P_*_L2__NO2___``
 files in, a canonical ``xarray.Dataset`` out. Source names, the product's units (mol m-2), its
 fill values and its raw uint8 ``qa_value`` encoding stop here (FORMATS.md A). The QA filter
-(``SentinelDataLoader.apply_filtering``, built on ``qa_mask``) runs before anything else
-touches the values; ``pipeline/qa.py`` is the pipeline stage that wraps it and sums its counts.
+(``SentinelDataLoader.apply_filtering``: ``l2_filter.filter_pixels``, re-exported here) runs
+before anything else touches the values; ``pipeline/qa.py`` is the pipeline stage that wraps it
+and sums its counts. Every file is checked: its layout and units here, its decoded values
+(ranges, times) in ``checks.py``; anything wrong, including whatever the netCDF4 library raises
+for a damaged file, is an ``InputFileError`` naming the file.
+
+Why this module is long: one file format, read in one pass with its checks (group layout,
+shapes, units, fill values, packed qa, two time encodings, the bbox pre-selection of scanlines
+that keeps a real 450 MB orbit cheap); splitting it would scatter the knowledge of the format.
 
 Output of ``load_tropomi_no2`` (dims ``scanline``, ``ground_pixel``, ``corner``):
 ``no2``, ``no2_precision`` float32 umol m-2 (NaN for fill); ``qa_value`` float32 0..1;
@@ -18,7 +25,6 @@ from __future__ import annotations
 import datetime as dt
 import glob
 import json
-import math
 import re
 import warnings
 from collections.abc import Sequence
@@ -32,7 +38,8 @@ from numpy.typing import NDArray
 
 from no2fusion.errors import InputFileError, NoDataError
 from no2fusion.grid import BBox
-from no2fusion.io.checks import MAX_L2_OUTSIDE_FRACTION, check_range, check_times_near
+from no2fusion.io.checks import check_l2_values
+from no2fusion.io.l2_filter import PIXEL_VARS, filter_pixels, qa_mask
 from no2fusion.vocab import MOL_M2_TO_UMOL_M2, NO2_UNITS, TROPOMI_NAMES, VARIABLES
 
 # FORMATS A.1: S5P_<stream>_<type>_<start>_<end>_<orbit>_<collection>_<version>_<production>
@@ -43,7 +50,6 @@ FILE_NAME_RE = re.compile(
 )
 MOL_M2_UNITS = {"mol m-2", "mol m^-2", "mol/m2", "mol m**-2", "mol.m-2"}
 NETCDF_DEFAULT_FLOAT_FILL = 9.96921e36
-QA_STEPS = 100  # qa_value is stored as raw integers 0..100 with scale 0.01 (FORMATS A.5)
 _TIME_UNITS_RE = re.compile(
     r"^\s*(?P<unit>milliseconds|seconds|minutes|hours|days)\s+since\s+"
     r"(?P<date>\d{4}-\d{2}-\d{2})(?:[ T](?P<time>\d{2}:\d{2}:\d{2}(?:\.\d+)?))?\s*(Z|UTC)?\s*$"
@@ -56,7 +62,6 @@ _UNIT_NS = {
     "days": 86_400_000_000_000,
 }
 _FIELDS = {canonical: path for path, canonical in TROPOMI_NAMES.items()}
-_PIXEL_VARS = ("no2", "no2_precision", "qa_value", "latitude", "longitude")
 _CORNER_VARS = ("latitude_bounds", "longitude_bounds")
 
 
@@ -223,7 +228,7 @@ class _L2File:
                 "expected (1, scanline, ground_pixel)",
                 self.path,
             )
-        for name in _PIXEL_VARS:
+        for name in PIXEL_VARS:
             if found[name].shape != shape:
                 raise InputFileError(
                     f"{_FIELDS[name]} has shape {found[name].shape}, expected {shape}", self.path
@@ -460,32 +465,8 @@ def _read_file(path: Path, box: BBox | None) -> xr.Dataset | None:
             f"damaged NetCDF-4/HDF5 file ({type(err).__name__}: {err})", path
         ) from None
     part.attrs = attrs
-    _check_plausible(part, path)
+    check_l2_values(part, path)
     return part
-
-
-S5P_LAUNCH = np.datetime64("2017-10-13", "ns")
-
-
-def _check_plausible(part: xr.Dataset, path: Path) -> None:
-    """Decoded values against their units (``io/checks.py``): NO2 and its precision (a few
-    outliers allowed), pixel centres, and scanline times within a day of the file name's span
-    (else since launch), never running backwards."""
-    for name in ("no2", "no2_precision"):
-        check_range(path, name, part[name].values, max_outside=MAX_L2_OUTSIDE_FRACTION)
-    for name in ("latitude", "longitude"):
-        check_range(path, name, part[name].values)
-    day = np.timedelta64(1, "D")
-    if "start" in part.attrs and "end" in part.attrs:
-        span = (as_datetime(part.attrs["start"]) - day, as_datetime(part.attrs["end"]) + day)
-    else:
-        span = (S5P_LAUNCH, np.datetime64(dt.datetime.now(dt.UTC).replace(tzinfo=None), "ns") + day)
-    check_times_near(path, part["time"].values, span, "PRODUCT/time + delta_time")
-
-
-def as_datetime(iso: str) -> np.datetime64:
-    """``2021-03-01T12:00:00Z`` -> datetime64[ns]."""
-    return np.datetime64(iso.rstrip("Z"), "ns")
 
 
 def _resolve_paths(path_or_glob: str | Path | Sequence[str | Path]) -> list[Path]:
@@ -501,81 +482,6 @@ def _resolve_paths(path_or_glob: str | Path | Sequence[str | Path]) -> list[Path
     if not paths:
         raise InputFileError("empty list of L2 files")
     return paths
-
-
-# ------------------------------------------------------------------------------------------------
-# QA
-# ------------------------------------------------------------------------------------------------
-def qa_mask(qa_value: NDArray[np.floating], threshold: float) -> NDArray[np.bool_]:
-    """True where a pixel passes the QA filter ``qa_value > threshold``.
-
-    The comparison is done on the raw integer scale of the product (qa_value = raw × 0.01,
-    FORMATS A.5): keep ``raw > floor(100 · threshold)`` (the tiny epsilon absorbs float error
-    such as 0.29 · 100 = 28.999…), so raw 75 fails at 0.75 and raw 76 passes, with no float
-    rounding surprise, and a threshold between two raw steps (0.735) keeps the raw value just
-    above it (74). NaN (fill) fails.
-    """
-    raw = np.rint(np.asarray(qa_value, dtype=np.float64) * QA_STEPS)
-    cut = math.floor(threshold * QA_STEPS + 1e-6)  # largest raw value that is NOT > threshold
-    with np.errstate(invalid="ignore"):
-        return np.asarray(raw > cut)
-
-
-def filter_pixels(data: xr.Dataset, threshold: float) -> xr.Dataset:
-    """The QA filter: ``(scanline, ground_pixel[, corner])`` dataset -> 1-D ``pixel`` dataset.
-
-    A pixel is kept when, in this order of rejection, its qa passes ``qa_mask``, its ``no2``
-    and ``no2_precision`` are finite, and its 8 corner coordinates are finite. The returned
-    dataset has every per-pixel variable along ``pixel`` (corners as ``(pixel, corner)``;
-    ``time``/``source_file`` broadcast from their scanline) plus ``scanline`` and
-    ``ground_pixel`` index coordinates, and attrs ``pixels_total``, ``rejected_qa``,
-    ``rejected_fill``, ``rejected_nan_corners``, ``kept`` and ``qa_threshold``.
-
-    Raises:
-        NoDataError: no pixel survives; the message names the file(s).
-    """
-    n_scan, n_ground = data.sizes["scanline"], data.sizes["ground_pixel"]
-    n_pix = n_scan * n_ground
-
-    def flat(name: str) -> NDArray[Any]:
-        values = data[name].transpose("scanline", "ground_pixel", ...).values
-        return values.reshape(n_pix, *values.shape[2:])  # (scanline*ground_pixel[, corner])
-
-    lat_b, lon_b = flat("latitude_bounds"), flat("longitude_bounds")
-    qa_ok = qa_mask(flat("qa_value"), threshold)
-    finite_values = np.isfinite(flat("no2")) & np.isfinite(flat("no2_precision"))
-    corners_ok = np.isfinite(lat_b).all(axis=1) & np.isfinite(lon_b).all(axis=1)
-    keep = qa_ok & finite_values & corners_ok
-    counts = {
-        "pixels_total": int(n_pix),
-        "rejected_qa": int((~qa_ok).sum()),
-        "rejected_fill": int((qa_ok & ~finite_values).sum()),
-        "rejected_nan_corners": int((qa_ok & finite_values & ~corners_ok).sum()),
-        "kept": int(keep.sum()),
-    }
-    if counts["kept"] == 0:
-        files = sorted({str(f) for f in np.asarray(data["source_file"].values).ravel()})
-        where = files[0] if len(files) == 1 else ", ".join(files)
-        raise NoDataError(
-            f"no pixel passes the QA filter (qa_value > {threshold}, finite NO2 and corners): "
-            f"{counts['rejected_qa']} of {counts['pixels_total']} fail qa, "
-            f"{counts['rejected_fill']} are fill, "
-            f"{counts['rejected_nan_corners']} have NaN corners",
-            where,
-        )
-    index = np.flatnonzero(keep)  # (kept,) into the flattened scanline-major pixels
-    row, col = np.divmod(index, n_ground)
-    out: dict[str, Any] = {}
-    for name in _PIXEL_VARS:
-        out[name] = ("pixel", flat(name)[index], data[name].attrs)
-    out["latitude_bounds"] = (("pixel", "corner"), lat_b[index], data["latitude_bounds"].attrs)
-    out["longitude_bounds"] = (("pixel", "corner"), lon_b[index], data["longitude_bounds"].attrs)
-    for name in ("time", "source_file"):
-        out[name] = ("pixel", data[name].values[row], data[name].attrs)
-    scanline = data["scanline"].values[row] if "scanline" in data.coords else row
-    kept = xr.Dataset(out, coords={"scanline": ("pixel", scanline), "ground_pixel": ("pixel", col)})
-    kept.attrs = {**data.attrs, **counts, "qa_threshold": float(threshold)}
-    return kept
 
 
 # ------------------------------------------------------------------------------------------------
@@ -644,3 +550,12 @@ class SentinelDataLoader:
         kept pixels with rejection counts in its attrs. Raises ``NoDataError`` when none is kept.
         """
         return filter_pixels(data, self.qa_threshold)
+
+
+__all__ = [
+    "SentinelDataLoader",
+    "decode_time_units",
+    "filter_pixels",
+    "parse_file_name",
+    "qa_mask",
+]

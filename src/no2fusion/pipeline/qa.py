@@ -3,7 +3,7 @@
 Sits first in ``pipeline/`` (DESIGN §5: the QA filter runs before anything else touches the
 values), between the L2 reader (``io/tropomi.py``) and the regridder (``regrid.py``).
 
-The filter itself (``qa_mask``, ``filter_pixels``) lives in ``io/tropomi.py`` next to the
+The filter itself (``qa_mask``, ``filter_pixels``) lives in ``io/l2_filter.py`` next to the
 reader, because it depends on the product's raw ``qa_value`` encoding (integers 0..100 with
 scale 0.01, FORMATS.md A.5) and because the seed's ``SentinelDataLoader.apply_filtering`` must
 use it while ``io/`` may not import ``pipeline/`` (DESIGN §3 layering). This module is the
@@ -20,7 +20,8 @@ from pathlib import Path
 import xarray as xr
 
 from no2fusion.grid import BBox
-from no2fusion.io.tropomi import SentinelDataLoader, filter_pixels, qa_mask
+from no2fusion.io.l2_filter import filter_pixels, qa_mask
+from no2fusion.io.tropomi import SentinelDataLoader
 
 __all__ = ["QACounts", "apply_qa", "load_and_filter", "qa_mask"]
 

@@ -18,6 +18,10 @@ Sits at the very start of the flow (``io/download/``): it fetches the TROPOMI L2
 - installed atomically: a zip is checked member by member (any member that would land outside
   the output folder rejects the whole archive: zip-slip), its ``.nc`` is written to a temporary
   name and renamed; a bare ``.nc`` is renamed. A product whose ``.nc`` exists is skipped.
+
+Why this module is long: one service client, end to end (search paging, token life cycle,
+authorised redirects, resume, verification, safe unpacking); each step is short, and they share
+the session and the error wording.
 """
 
 from __future__ import annotations
