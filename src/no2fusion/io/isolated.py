@@ -66,12 +66,12 @@ def _watch_parent(parent_pid: int, interval_s: float) -> None:
 
 
 def exit_with_parent(parent_pid: int, interval_s: float = 0.5) -> None:
-    """Make this process exit when ``parent_pid`` (its parent) dies, even by ``kill -9``.
+    """Make this process exit when ``parent_pid`` (its parent) dies, even by ``kill -9``: a
+    daemon thread polls ``os.getppid()`` every ``interval_s`` seconds (any POSIX system).
 
-    Linux: the kernel sends SIGKILL (``PR_SET_PDEATHSIG``; fires when the thread that started
-    this process ends, so only helpers use it, see ``_Helper``) when ``pdeathsig`` is set by the
-    caller. Everywhere: a daemon thread polls ``os.getppid()`` every ``interval_s`` seconds.
-    Used as the initializer of the build's worker processes.
+    The initializer of the build's worker processes, and called by every reader helper, which
+    also asks the Linux kernel for SIGKILL when its parent goes (``_set_pdeathsig``; that fires
+    when the *thread* that started it ends, which is why helpers are one per thread).
     """
     if os.getppid() != parent_pid:
         os._exit(1)
