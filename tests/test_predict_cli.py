@@ -13,7 +13,8 @@ import xarray as xr
 
 from no2fusion.cli import main
 from no2fusion.config import Config, load_config
-from no2fusion.data.dataset import CubeArrays, NO2TileDataset
+from no2fusion.data.arrays import CubeArrays
+from no2fusion.data.dataset import NO2TileDataset
 from no2fusion.data.tiles import Tile
 from no2fusion.io.cube import open_cube
 from no2fusion.training.checkpoint import load_checkpoint

@@ -16,7 +16,8 @@ from lightning.pytorch.callbacks import Callback
 
 from no2fusion.cli import main
 from no2fusion.config import Config, load_config
-from no2fusion.data.dataset import CubeArrays, NO2TileDataset, fit_normalizers
+from no2fusion.data.arrays import CubeArrays, fit_normalizers
+from no2fusion.data.dataset import NO2TileDataset
 from no2fusion.data.splits import blocked_split
 from no2fusion.errors import ConfigError, InputFileError, TrainingDivergedError
 from no2fusion.io.cube import open_cube

@@ -16,6 +16,8 @@ the checkpoint's ``seed``.
 
 from __future__ import annotations
 
+import math
+
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
@@ -29,7 +31,8 @@ import xarray as xr
 from numpy.typing import NDArray
 
 from no2fusion.config import Config, EvaluationConfig
-from no2fusion.data.dataset import CubeArrays, NO2TileDataset
+from no2fusion.data.arrays import CubeArrays
+from no2fusion.data.dataset import NO2TileDataset
 from no2fusion.errors import ConfigError, NoDataError
 from no2fusion.evaluation import ablation, robustness
 from no2fusion.evaluation.attention import AttentionMap, attention_maps, pick_days
@@ -44,6 +47,8 @@ from no2fusion.evaluation.results import (
     Scores,
     SplitInfo,
     Summary,
+    TruthRow,
+    TruthScores,
     Verdict,
 )
 from no2fusion.evaluation.runs import HistoryRow, ModelRun, load_model_run
@@ -261,15 +266,36 @@ def _perturbation_tests(
 
 
 def _truth_scores(
-    cube: xr.Dataset, test: SplitFields, prediction: F64, cells: ScoringCells
-) -> Scores | None:
-    """The model against the simulated noise-free truth on the scored cells (None for a cube
-    without ``no2_truth``)."""
+    cube: xr.Dataset, test: SplitFields, predictions: Mapping[str, F64], cells: ScoringCells
+) -> TruthScores | None:
+    """Every model (``predictions``, the main model first) against the simulated noise-free
+    truth on the scored cells, beside the observation-noise floor on the same cells (None for a
+    cube without ``no2_truth``)."""
     if "no2_truth" not in cube.variables:
         return None
     days = [day.target_index for day in test.days]
     truth = np.asarray(cube["no2_truth"].isel(time=days).values, dtype=np.float64)
-    return score_scores(prediction, truth, cells.scored, cells.cell_area)
+    floor = score_scores(test.target, truth, cells.scored, cells.cell_area).rmse
+    weights = np.broadcast_to(cells.cell_area, truth.shape)[cells.scored]
+    values = truth[cells.scored]
+    mean = float(np.sum(values * weights) / np.sum(weights))
+    truth_std = math.sqrt(float(np.sum((values - mean) ** 2 * weights) / np.sum(weights)))
+    rows = []
+    scores: dict[str, Scores] = {}
+    for name, values in predictions.items():
+        scores[name] = score_scores(values, truth, cells.scored, cells.cell_area)
+        rows.append(
+            TruthRow(
+                name=name,
+                rmse=scores[name].rmse,
+                mae=scores[name].mae,
+                bias=scores[name].bias,
+                explained_predictable_variance=scores[name].r2,
+                rmse_over_floor=scores[name].rmse / floor if floor > 0 else math.nan,
+            )
+        )
+    main = next(iter(predictions))
+    return TruthScores(floor, truth_std, scores[main], tuple(rows))
 
 
 def evaluate_run(
@@ -293,7 +319,7 @@ def evaluate_run(
     main = load_model_run(checkpoints["cross_modal"])
     data, streams = main.config.data, SeedStreams(main.config.seed)
     cube = open_cube(cube_path)
-    arrays = CubeArrays(cube, cache=data.cache_in_memory, path=cube_path)
+    arrays = CubeArrays(cube, data.cache_in_memory, data.cache_max_gb * 1e9, cube_path)
     settings = InferenceSettings.for_run(main.config)
     test_set = _test_set(arrays, main, streams.seed)
     test = SplitFields.of(test_set, test_set.evaluation_days())
@@ -311,7 +337,13 @@ def evaluate_run(
     train_indices = arrays.indices_of(main.split.train)
     with timer("baselines: " + ", ".join(evaluation.baselines)):
         train_set = NO2TileDataset(
-            arrays, main.normalizers, main.split.train, data, False, streams.seed
+            arrays,
+            main.normalizers,
+            main.split.train,
+            data,
+            False,
+            streams.seed,
+            main.split.hidden_from("train"),
         )
         classical = run_baselines(
             train_set, test_set, test, train_indices, evaluation.baselines, evaluation, streams.seed
@@ -359,7 +391,7 @@ def evaluate_run(
         baselines=baseline_scores,
         ablation=ablated,
         robustness=robust,
-        truth=_truth_scores(cube, test, prediction, cells),
+        truth=_truth_scores(cube, test, {main.kind: prediction, **fields}, cells),
         summary=Summary(
             table,
             best_rmse(table),

@@ -28,7 +28,8 @@ from numpy.typing import NDArray
 
 from no2fusion import __version__
 from no2fusion.config import Config
-from no2fusion.data.dataset import CubeArrays, NO2TileDataset, Normalizers
+from no2fusion.data.arrays import CubeArrays, Normalizers
+from no2fusion.data.dataset import NO2TileDataset
 from no2fusion.errors import NoDataError
 from no2fusion.evaluation.inference import BLENDING, InferenceSettings, TiledPredictor
 from no2fusion.files import atomic_path

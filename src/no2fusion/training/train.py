@@ -34,8 +34,8 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressB
 from lightning.pytorch.loggers import CSVLogger
 
 from no2fusion.config import Config, TrainingConfig, dump_config
+from no2fusion.data.arrays import Normalizers
 from no2fusion.data.datamodule import NO2DataModule
-from no2fusion.data.dataset import Normalizers
 from no2fusion.data.splits import Split
 from no2fusion.errors import ConfigError
 from no2fusion.files import atomic_path
