@@ -14,6 +14,7 @@ import xarray as xr
 from no2fusion.cli import main
 from no2fusion.config import Config, load_config
 from no2fusion.data.arrays import CubeArrays
+from no2fusion.data.batch import stack_samples
 from no2fusion.data.dataset import NO2TileDataset
 from no2fusion.data.tiles import Tile
 from no2fusion.io.cube import open_cube
@@ -108,9 +109,9 @@ def test_predict_from_cube_is_the_model_on_the_training_features_path(
     inputs = dataset.day_inputs(0)
     assert inputs.target_index == arrays.index_of(day)
     assert inputs.input_index == arrays.index_of(day - np.timedelta64(1, "D"))
-    sample = dataset.tile_sample(inputs, Tile(0, 0, 16))
+    batch = stack_samples([dataset.tile_sample(inputs, Tile(0, 0, 16))])
     with torch.inference_mode():
-        z = model(sample.sat[None], sample.aux[None])[0][0].numpy()
+        z = model(*batch.model_inputs())[0][0].numpy()
     expected = normalizers.no2.inverse_transform(z.astype(np.float64))
     np.testing.assert_allclose(field, expected, rtol=1e-5, atol=1e-3)
 

@@ -104,8 +104,8 @@ class _Linear(torch.nn.Module):
         super().__init__()
         self.head = torch.nn.Conv2d(2, 1, 1)
 
-    def forward(self, sat: torch.Tensor, aux: torch.Tensor) -> torch.Tensor:
-        return self.head(sat)[:, 0]
+    def forward(self, sat: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+        return self.head(sat[:, :2])[:, 0]
 
 
 def test_early_stopping_waits_for_phase_two() -> None:

@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     from no2fusion.evaluation.predict import (
         crop_cube,
         predict_day,
+        prediction_days,
         sources_for_days,
         write_prediction,
     )
@@ -114,9 +115,9 @@ def run(args: argparse.Namespace) -> int:
             if bbox is not None
             else config.grid.to_grid()
         )
-        days = sorted({args.date - dt.timedelta(days=config.data.lead), args.date})
+        required, window = prediction_days(args.date, config.data.lead, config.data.composite_days)
         with tempfile.TemporaryDirectory(prefix="no2fusion-predict-") as tmp:
-            linked = sources_for_days(args.sources, days, Path(tmp))
+            linked = sources_for_days(args.sources, required, window, Path(tmp))
             cube_path = Path(tmp) / "cube.zarr"
             build_cube(linked, cube_path, grid, config.pipeline, progress=not args.no_progress)
             cube = open_cube(cube_path)
@@ -138,6 +139,12 @@ def run(args: argparse.Namespace) -> int:
         f"mean prediction {float(pred.mean()):.1f} umol m-2 "
         f"({time.perf_counter() - started:.1f} s)"
     )
+    coverage = float(ds.attrs["climatology_coverage_fraction"])
+    if coverage < 1.0:
+        print(
+            f"warning: {100 * (1 - coverage):.0f} % of the cells lie outside the training grid; "
+            "the model saw the training median there instead of a climatology"
+        )
     return 0
 
 

@@ -40,17 +40,22 @@ _U, _V = FEATURES.index("u_norm"), FEATURES.index("v_norm")
 @dataclass
 class Normalizers:
     """What is fitted on the training days: the NO2 normalizer (scalar, umol m-2), the feature
-    normalizer (per feature, (F,)) and the per-cell NO2 climatology (lat, lon) umol m-2."""
+    normalizer (per feature, (F,)) and the per-cell NO2 climatology (lat, lon) umol m-2 on the
+    training grid, whose cell centres are ``climatology_lat`` / ``climatology_lon`` (degrees)."""
 
     no2: RobustNormalizer
     features: RobustNormalizer
     climatology: F32
+    climatology_lat: NDArray[np.float64]
+    climatology_lon: NDArray[np.float64]
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "no2": self.no2.to_dict(),
             "features": self.features.to_dict(),
             "climatology": np.asarray(self.climatology, dtype=np.float64).tolist(),
+            "climatology_lat": np.asarray(self.climatology_lat, dtype=np.float64).tolist(),
+            "climatology_lon": np.asarray(self.climatology_lon, dtype=np.float64).tolist(),
         }
 
     @classmethod
@@ -59,7 +64,41 @@ class Normalizers:
             RobustNormalizer.from_dict(values["no2"]),
             RobustNormalizer.from_dict(values["features"]),
             np.asarray(values["climatology"], dtype=np.float32),
+            np.asarray(values["climatology_lat"], dtype=np.float64),
+            np.asarray(values["climatology_lon"], dtype=np.float64),
         )
+
+    def climatology_on(
+        self, lat: NDArray[np.float64], lon: NDArray[np.float64]
+    ) -> tuple[F32, float]:
+        """The climatology on another grid of cell centres ``lat`` (n,) / ``lon`` (m,) degrees:
+        cells whose centre is a training cell's (within a hundredth of a cell) take its value,
+        the others the median of the training climatology (nothing is known there). Returns
+        ((n, m) float32 umol m-2, the fraction of cells that lie on the training grid)."""
+        rows = _matching_index(self.climatology_lat, lat)
+        cols = _matching_index(self.climatology_lon, lon)
+        fallback = np.float32(np.median(self.climatology))
+        out = np.full((lat.size, lon.size), fallback, dtype=np.float32)
+        known_rows, known_cols = rows >= 0, cols >= 0
+        out[np.ix_(known_rows, known_cols)] = self.climatology[
+            np.ix_(rows[known_rows], cols[known_cols])
+        ]
+        return out, float(known_rows.mean() * known_cols.mean()) if out.size else 0.0
+
+
+def _matching_index(
+    reference: NDArray[np.float64], centres: NDArray[np.float64]
+) -> NDArray[np.int64]:
+    """For each of ``centres``, the index of the equal ``reference`` centre (ascending), -1 where
+    none lies within 1 % of the reference spacing."""
+    if reference.size == 0:
+        return np.full(centres.shape, -1, dtype=np.int64)
+    step = float(np.median(np.diff(reference))) if reference.size > 1 else 1.0
+    nearest = np.clip(np.searchsorted(reference, centres), 0, reference.size - 1)
+    before = np.clip(nearest - 1, 0, reference.size - 1)
+    closer = np.abs(reference[before] - centres) < np.abs(reference[nearest] - centres)
+    index = np.where(closer, before, nearest)
+    return np.where(np.abs(reference[index] - centres) <= 0.01 * abs(step), index, -1)
 
 
 def _edges(cube: xr.Dataset, name: str, centres: str) -> NDArray[np.float64]:
@@ -181,14 +220,16 @@ class CubeArrays:
         cached = self._cached(normalizer)
         rows, cols = block.lat_index[:, None], block.lon_index[None, :]
         if cached is not None:
-            normalized = cached[t][:, rows, cols, :].astype(np.float32)  # (T, mh, mw, F)
-            restored = normalizer.inverse_transform(normalized)  # raw, within the clip range
-            raw_u, raw_v = restored[..., _U], restored[..., _V]
-        else:
+            stored = cached[t][:, rows, cols, :]  # (T, mh, mw, F) float16
+        else:  # the same values as the cache would hold: normalized, NaN -> 0, float16
             raw = self.raw_features(np.array([t]), block.lat_index, block.lon_index)[0]
-            normalized = np.nan_to_num(normalizer.transform(raw, clip=True)).astype(np.float32)
-            raw_u, raw_v = raw[..., _U], raw[..., _V]
-        wind = [np.nan_to_num(x * REFERENCE_WIND_M_S).astype(np.float32) for x in (raw_u, raw_v)]
+            stored = np.nan_to_num(normalizer.transform(raw, clip=True)).astype(np.float16)
+        normalized = stored.astype(np.float32)
+        restored = normalizer.inverse_transform(normalized)  # raw, within the clip range
+        wind = [
+            np.nan_to_num(restored[..., k] * REFERENCE_WIND_M_S).astype(np.float32)
+            for k in (_U, _V)
+        ]
         return normalized, wind[0], wind[1]
 
 
@@ -206,4 +247,4 @@ def fit_normalizers(
     pick = np.unique(np.linspace(0, indices.size - 1, min(_NORMALIZER_DAYS, indices.size)))
     features = arrays.raw_features(indices[pick.astype(np.int64)])  # (n, T, i, j, F)
     feature_normalizer = RobustNormalizer(clip_range).fit(features, axis=(0, 1, 2, 3))
-    return Normalizers(no2_normalizer, feature_normalizer, climatology)
+    return Normalizers(no2_normalizer, feature_normalizer, climatology, arrays.lat, arrays.lon)

@@ -61,7 +61,6 @@ from no2fusion.data.inputs import (
     wind_cells_per_hour,
 )
 from no2fusion.data.tiles import Tile, check_tile_fits, covering_tiles, random_tile
-from no2fusion.errors import CubeSchemaError
 from no2fusion.pipeline.features import REFERENCE_WIND_M_S
 from no2fusion.vocab import FEATURES
 
@@ -137,12 +136,6 @@ class NO2TileDataset(Dataset[Batch]):
         hidden_days: NDArray[np.datetime64] | None = None,
     ) -> None:
         check_tile_fits(config.tile_size, arrays.shape, str(arrays.path))
-        if normalizers.climatology.shape != arrays.shape:
-            raise CubeSchemaError(
-                f"the climatology was fitted on a {normalizers.climatology.shape} grid, the cube "
-                f"has {arrays.shape} cells",
-                arrays.path,
-            )
         self.arrays = arrays
         self.normalizers = normalizers
         self.config = config
@@ -183,7 +176,10 @@ class NO2TileDataset(Dataset[Batch]):
         ]
         self._hidden = {i for i in hidden if i is not None}
         self._blocks: dict[tuple[int, int], MetBlock] = {}
-        self._climatology = np.asarray(normalizers.climatology, dtype=np.float32)
+        # the training climatology on this cube's cells (another domain: ``no2fusion predict``)
+        self._climatology, self.climatology_coverage = normalizers.climatology_on(
+            arrays.lat, arrays.lon
+        )
 
     def __len__(self) -> int:
         return len(self.entries)

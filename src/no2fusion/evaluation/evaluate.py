@@ -16,8 +16,6 @@ the checkpoint's ``seed``.
 
 from __future__ import annotations
 
-import math
-
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
@@ -44,10 +42,8 @@ from no2fusion.evaluation.results import (
     AblationResult,
     Metrics,
     RobustnessResult,
-    Scores,
     SplitInfo,
     Summary,
-    TruthRow,
     TruthScores,
     Verdict,
 )
@@ -59,7 +55,7 @@ from no2fusion.evaluation.scoring import (
     not_winning,
     rmse,
     score_model,
-    score_scores,
+    truth_scores,
 )
 from no2fusion.files import atomic_path
 from no2fusion.io.cube import open_cube
@@ -268,34 +264,12 @@ def _perturbation_tests(
 def _truth_scores(
     cube: xr.Dataset, test: SplitFields, predictions: Mapping[str, F64], cells: ScoringCells
 ) -> TruthScores | None:
-    """Every model (``predictions``, the main model first) against the simulated noise-free
-    truth on the scored cells, beside the observation-noise floor on the same cells (None for a
-    cube without ``no2_truth``)."""
+    """``scoring.truth_scores`` on the test days' simulated truth (None without ``no2_truth``)."""
     if "no2_truth" not in cube.variables:
         return None
     days = [day.target_index for day in test.days]
     truth = np.asarray(cube["no2_truth"].isel(time=days).values, dtype=np.float64)
-    floor = score_scores(test.target, truth, cells.scored, cells.cell_area).rmse
-    weights = np.broadcast_to(cells.cell_area, truth.shape)[cells.scored]
-    values = truth[cells.scored]
-    mean = float(np.sum(values * weights) / np.sum(weights))
-    truth_std = math.sqrt(float(np.sum((values - mean) ** 2 * weights) / np.sum(weights)))
-    rows = []
-    scores: dict[str, Scores] = {}
-    for name, values in predictions.items():
-        scores[name] = score_scores(values, truth, cells.scored, cells.cell_area)
-        rows.append(
-            TruthRow(
-                name=name,
-                rmse=scores[name].rmse,
-                mae=scores[name].mae,
-                bias=scores[name].bias,
-                explained_predictable_variance=scores[name].r2,
-                rmse_over_floor=scores[name].rmse / floor if floor > 0 else math.nan,
-            )
-        )
-    main = next(iter(predictions))
-    return TruthScores(floor, truth_std, scores[main], tuple(rows))
+    return truth_scores(truth, test.target, predictions, cells)
 
 
 def evaluate_run(

@@ -6,7 +6,8 @@ PixelShuffle puts back on the full grid (s = token stride; s = 1 is the seed's p
 A decoder then sees, per cell, those channels, the full-resolution skip features of the
 satellite CNN (sharp edges of sources and gaps) and any extra full-resolution channels (the
 transported sources, which draw the wind-shaped plumes): 3x3 conv, GELU, 3x3 conv, GELU, 1x1
-conv, added to channel 0 of the token values (a direct per-cell prediction, the short path). Output is in normalized NO2 space; the training layer inverts the normalization.
+conv, added to channel 0 of the token values (a direct per-cell prediction, the short path).
+Output is in normalized NO2 space; the training layer inverts the normalization.
 """
 
 from __future__ import annotations
