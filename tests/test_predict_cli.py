@@ -162,6 +162,46 @@ def test_evaluation_and_predict_give_identical_predictions(
         assert pred.attrs["tile_overlap"] == result.metrics.inference.tile_overlap
 
 
+def test_evaluation_under_a_tiny_memory_budget_gives_the_same_numbers(
+    trained: Trained, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``data.cache_max_gb: 0`` (a cube larger than the budget): nothing of the features is
+    cached, every sample reads its met block from the store, and the scores are the same."""
+    from no2fusion.config import EvaluationConfig
+    from no2fusion.evaluation.evaluate import evaluate_run
+
+    evaluation = EvaluationConfig(
+        baselines=("persistence", "climatology", "lightgbm"),
+        dropout_rates=(0.5,),
+        noise_levels=(0.1,),
+        robustness_samples=2,
+        attention_days=1,
+    )
+    cache_built: list[bool] = []
+    original = CubeArrays._cached
+
+    def recording(self: CubeArrays, normalizer: object) -> object:
+        cache = original(self, normalizer)  # type: ignore[arg-type]
+        cache_built.append(cache is not None)
+        return cache
+
+    monkeypatch.setattr(CubeArrays, "_cached", recording)
+    results, caches = {}, {}
+    for budget in (4.0, 0.0):
+        cache_built.clear()
+        data = trained.config.data.model_copy(update={"cache_max_gb": budget})
+        config = trained.config.model_copy(update={"evaluation": evaluation, "data": data})
+        results[budget] = evaluate_run(
+            {"cross_modal": trained.checkpoint}, trained.cube, config, lambda _: None
+        )
+        caches[budget] = set(cache_built)
+    assert caches == {4.0: {True}, 0.0: {False}}
+    cached, streamed = results[4.0].metrics, results[0.0].metrics
+    assert streamed.global_ == cached.global_
+    assert streamed.baselines["lightgbm"].global_ == cached.baselines["lightgbm"].global_
+    np.testing.assert_array_equal(results[0.0].prediction, results[4.0].prediction)
+
+
 def test_predict_from_sources_builds_the_same_inputs(trained: Trained, tmp_path: Path) -> None:
     from_cube, from_files = tmp_path / "cube.nc", tmp_path / "files.nc"
     assert _predict(trained, from_cube, "--cube", str(trained.cube)) == 0

@@ -285,15 +285,17 @@ def evaluate_run(
             ``satellite_only`` are scored as neural baselines when present (and listed in
             ``config.evaluation.baselines``).
         cube_path: the Zarr cube the models were trained on.
-        config: the run config; only its ``evaluation`` section is used (data, model, training
-            settings and the seed come from the checkpoint, so the test split is cut exactly as
-            in training).
+        config: the run config; its ``evaluation`` section and the memory settings of its
+            ``data`` section (``cache_in_memory``, ``cache_max_gb``: this machine's budget) are
+            used; data, model, training settings and the seed come from the checkpoint, so the
+            test split is cut exactly as in training.
     """
     started, timer, evaluation = time.perf_counter(), PhaseTimer(log), config.evaluation
     main = load_model_run(checkpoints["cross_modal"])
     data, streams = main.config.data, SeedStreams(main.config.seed)
     cube = open_cube(cube_path)
-    arrays = CubeArrays(cube, data.cache_in_memory, data.cache_max_gb * 1e9, cube_path)
+    memory = config.data  # this machine's budget, not the training machine's
+    arrays = CubeArrays(cube, memory.cache_in_memory, memory.cache_max_gb * 1e9, cube_path)
     settings = InferenceSettings.for_run(main.config)
     test_set = _test_set(arrays, main, streams.seed)
     test = SplitFields.of(test_set, test_set.evaluation_days())

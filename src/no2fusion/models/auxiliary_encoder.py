@@ -7,9 +7,9 @@ matters), the calendar embedding added to every step, pre-norm Transformer encod
 SDPA inside, a final LayerNorm.
 
 ``LocalMeteorology``: meteorology where each satellite token is. The features of the met block
-around the tile (B, T, F, mh, mw) are sampled (bilinear) at every token centre, projected with the
-encoder's input projection, and mixed with the tile's temporal tokens: (B, N, T, D), so each
-token's keys and values are its own hourly weather in the context of the tile's day.
+around the tile (B, T, F, mh, mw) are sampled (bilinear) at every token centre, projected, and
+added to the tile's temporal tokens: (B, N, T, D), so each token's keys and values are its own
+hourly weather in the context of the tile's day.
 """
 
 from __future__ import annotations
@@ -84,21 +84,21 @@ class AuxiliaryEncoder(nn.Module):
 class LocalMeteorology(nn.Module):
     """(met block (B, T, F, mh, mw), token positions, tile tokens (B, T, D)) -> (B, N, T, D)."""
 
-    def __init__(self, input_proj: nn.Linear, embed_dim: int) -> None:
+    def __init__(self, feature_dim: int, embed_dim: int) -> None:
         super().__init__()
-        self.input_proj = input_proj  # shared with the AuxiliaryEncoder
-        self.mix = nn.Sequential(
-            nn.Linear(2 * embed_dim, embed_dim), nn.GELU(), nn.Linear(embed_dim, embed_dim)
-        )
+        self.local_proj = nn.Linear(feature_dim, embed_dim)
 
     def forward(self, block: Tensor, rows: Tensor, cols: Tensor, tile_tokens: Tensor) -> Tensor:
         """block (B, T, F, mh, mw) normalized features; rows/cols (B, h, w) met-block index
-        positions of the token centres; tile_tokens (B, T, D) -> context (B, N=h*w, T, D)."""
+        positions of the token centres; tile_tokens (B, T, D) -> context (B, N=h*w, T, D): the
+        tile's temporal token of each hour plus a projection of the token's own features.
+
+        Linear in the local features on purpose: the keys, values and the feed-forward after
+        the attention add the nonlinearity, and (B, N, T, D) is the largest tensor of the model,
+        so nothing wider than it is built here."""
         batch, steps, features = block.shape[:3]
         flat = block.reshape(batch, steps * features, *block.shape[-2:])  # (B, T*F, mh, mw)
         local = sample_at(flat, rows, cols)  # (B, T*F, h, w)
         # (B, T*F, h, w) -> (B, T, F, N) -> (B, N, T, F) -> (B, N, T, D)
         local = local.reshape(batch, steps, features, -1).permute(0, 3, 1, 2)
-        local = self.input_proj(local.to(self.input_proj.weight.dtype))
-        shared = tile_tokens[:, None].expand(-1, local.shape[1], -1, -1)  # (B, N, T, D)
-        return shared + self.mix(torch.cat([local, shared], dim=-1))
+        return tile_tokens[:, None] + self.local_proj(local.to(self.local_proj.weight.dtype))

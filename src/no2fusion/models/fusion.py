@@ -129,7 +129,7 @@ class _TokenModel(nn.Module):
                 max_time_steps,
                 CALENDAR_DIM,
             )
-            self.local_meteorology = LocalMeteorology(self.auxiliary_encoder.input_proj, embed_dim)
+            self.local_meteorology = LocalMeteorology(auxiliary_feature_dim, embed_dim)
             if transport:
                 self.transport = Transport(
                     self.satellite_encoder.skip_channels, num_attention_heads

@@ -12,7 +12,8 @@ was at hour t. Here:
 - ``Transport`` predicts a non-negative source field S (one channel per attention head) from the
   full-resolution CNN features, samples it along the trajectories, and sums it over hours with
   the weights of the cross-modal attention (the token's attention over its 24 hourly
-  meteorology tokens, upsampled to cells), times a learned non-negative gain per token. So the
+  meteorology tokens, shared by the token's cells), times a learned non-negative gain per
+  token (bilinear between token centres). So the
   attention over hours is the model's age spectrum of the air: how much each hour's upwind
   emission still counts at the overpass.
 
@@ -92,14 +93,15 @@ class Transport(nn.Module):
         on the token grid (h = H / s), summing to 1 over T; gain (B, heads, h, w) >= 0 ->
         transported sources (B, heads, H, W)."""
         height, width = features.shape[-2:]
-        batch, heads, steps = weights.shape[:3]
+        batch, heads, steps, h, w = weights.shape
         source = F.softplus(self.source(features).float())  # (B, heads, H, W) >= 0
         upwind = sample_at(source, rows, cols)  # (B, heads, T, H, W)
-        # (B, heads, T, h, w) -> (B, heads*T, h, w) -> cells -> (B, heads, T, H, W)
-        flat = weights.float().reshape(batch, heads * steps, *weights.shape[-2:])
-        per_cell = F.interpolate(flat, size=(height, width), mode="bilinear", align_corners=False)
-        per_cell = per_cell.view(batch, heads, steps, height, width)
+        # each cell takes its token's weights over hours (the token's s x s cells share them):
+        # (B, heads, T, H, W) -> (B, heads, T, h, s, w, s), summed over T without upsampling
+        # the weights to cells (a (B, heads*T, H, W) tensor, the largest of the step)
+        blocks = upwind.view(batch, heads, steps, h, height // h, w, width // w)
+        summed = torch.einsum("bktiajc,bktij->bkiajc", blocks, weights.float())
         cell_gain = F.interpolate(
             gain.float(), size=(height, width), mode="bilinear", align_corners=False
         )
-        return (per_cell * upwind).sum(dim=2) * cell_gain  # (B, heads, H, W)
+        return summed.reshape(batch, heads, height, width) * cell_gain  # (B, heads, H, W)

@@ -106,6 +106,10 @@ def lightning_trainer(
     overrides ``config.strategy`` (e.g. a ``DDPStrategy`` object).
     """
     device = device_type(config)
+    # Deterministic algorithms also fill every new tensor with NaN by default (a debugging aid
+    # against reads of uninitialized memory, not needed for reproducibility): that fill cost
+    # more than half of a CPU training step of the demo model.
+    torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
     all_callbacks: list[Callback] = [WarmStartSchedule(config), FinetuneEarlyStopping(config)]
     if checkpoint_dir is not None:
         all_callbacks.append(
