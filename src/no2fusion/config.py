@@ -234,6 +234,9 @@ class TrainingConfig(_Strict):
     warmup_lr: float = Field(1e-3, gt=0)
     finetune_lr: float = Field(1e-4, gt=0)
     encoder_lr_factor: float = Field(0.1, gt=0, le=1)  # encoders' LR multiplier in phase 2
+    # constant: each phase at its LR (the seed); cosine: phase 1 decays warmup_lr -> finetune_lr,
+    # phase 2 finetune_lr -> finetune_lr / 10, per batch (better at a budget of few epochs)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     weight_decay: float = Field(1e-4, ge=0)
     loss: Literal["huber", "weighted_mae"] = "huber"
     huber_delta: float = Field(1.0, gt=0)
