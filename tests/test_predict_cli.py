@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from no2fusion.data.dataset import NO2TileDataset
 from no2fusion.data.tiles import Tile
 from no2fusion.io.cube import open_cube
 from no2fusion.training.checkpoint import load_checkpoint
+from no2fusion.vocab import FEATURES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -101,6 +103,15 @@ def test_predict_from_cube_is_the_model_on_the_training_features_path(
     assert pred.attrs["input_day"] == str(day - np.timedelta64(1, "D"))
     assert pred.attrs["checkpoint"] == str(trained.checkpoint)
     assert pred.attrs["lead_days"] == 1 and "source_files" in pred.attrs
+    # the training world itself: inside the training range, same hemisphere, on the grid
+    outside = json.loads(pred.attrs["outside_training_range"])
+    assert set(outside) == set(FEATURES) and max(outside.values()) < 0.01
+    assert pred.attrs["other_hemisphere_than_training"] == 0
+    assert pred.attrs["climatology_coverage_fraction"] == 1.0
+    # the window of composite_days days ending at the input day, as far as the cube holds it
+    window = day - np.timedelta64(1, "D") - np.arange(trained.config.data.composite_days)
+    held = np.isin(window, cube["time"].values.astype("datetime64[D]")).sum()
+    assert pred.attrs["composite_days_in_cube"] == held > 0
 
     # one 16 x 16 tile covers the domain: the result is exactly the model on the dataset sample
     model, config, normalizers, _ = load_checkpoint(trained.checkpoint)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import time
 from pathlib import Path
 
@@ -76,6 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import tempfile
 
+    from no2fusion.evaluation.distribution import warnings_for
     from no2fusion.evaluation.inference import InferenceSettings
     from no2fusion.evaluation.predict import (
         crop_cube,
@@ -139,6 +141,13 @@ def run(args: argparse.Namespace) -> int:
         f"mean prediction {float(pred.mean()):.1f} umol m-2 "
         f"({time.perf_counter() - started:.1f} s)"
     )
+    for line in warnings_for(json.loads(ds.attrs["outside_training_range"])):
+        print(f"warning: {line}")
+    if ds.attrs["other_hemisphere_than_training"]:
+        print(
+            "warning: this domain and the model's training grid lie in different hemispheres; "
+            "the day-of-year features follow the northern seasons (do not trust this prediction)"
+        )
     coverage = float(ds.attrs["climatology_coverage_fraction"])
     if coverage < 1.0:
         print(

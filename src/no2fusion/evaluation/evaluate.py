@@ -17,9 +17,7 @@ the checkpoint's ``seed``.
 from __future__ import annotations
 
 import time
-import zlib
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +33,9 @@ from no2fusion.errors import ConfigError, NoDataError
 from no2fusion.evaluation import ablation, robustness
 from no2fusion.evaluation.attention import AttentionMap, attention_maps, pick_days
 from no2fusion.evaluation.baselines import BaselineFields, SplitFields, run_baselines
+from no2fusion.evaluation.bookkeeping import PhaseTimer, SeedStreams
 from no2fusion.evaluation.breakdown import pollution_bin_edges
+from no2fusion.evaluation.distribution import outside_training_range, warnings_for
 from no2fusion.evaluation.inference import InferenceSettings, TiledPredictor, predict_fields
 from no2fusion.evaluation.results import (
     SCHEMA_VERSION,
@@ -85,33 +85,6 @@ class EvaluationResult:
     histories: dict[str, tuple[HistoryRow, ...]]
     attention_maps: tuple[AttentionMap, ...]
     lead: int
-
-
-class SeedStreams:
-    """Independent random generators by purpose, all from one seed: adding or reordering a
-    runner never changes another runner's draws."""
-
-    def __init__(self, seed: int) -> None:
-        self.seed = int(seed)
-
-    def rng(self, purpose: str) -> np.random.Generator:
-        return np.random.default_rng([self.seed, zlib.crc32(purpose.encode())])
-
-
-class PhaseTimer:
-    """Logs each phase's name and seconds; ``seconds`` holds them for metrics.json."""
-
-    def __init__(self, log: Log) -> None:
-        self.log = log
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def __call__(self, name: str) -> Iterator[None]:
-        self.log(f"  {name}...")
-        started = time.perf_counter()
-        yield
-        self.seconds[name] = time.perf_counter() - started
-        self.log(f"    {name}: {self.seconds[name]:.1f} s")
 
 
 def _test_set(arrays: CubeArrays, run: ModelRun, seed: int) -> NO2TileDataset:
@@ -305,6 +278,9 @@ def evaluate_run(
     with timer("test split and model predictions"):
         predictor = TiledPredictor(main.model, settings)
         prediction = predict_fields(predictor, test_set, test.days)
+    outside = outside_training_range(arrays, [day.met_index for day in test.days], main.normalizers)
+    for line in warnings_for(outside):
+        log(f"  warning: {line}")
     neural: dict[str, ModelRun] = {
         kind: load_model_run(checkpoints[kind])
         for kind in NEURAL_BASELINES
@@ -377,6 +353,7 @@ def evaluate_run(
         checkpoints={k: str(v) for k, v in checkpoints.items()},
         evaluation_seconds=time.perf_counter() - started,
         evaluation_phases_seconds=dict(timer.seconds),
+        outside_training_range=outside,
     )
     return EvaluationResult(
         metrics=metrics,

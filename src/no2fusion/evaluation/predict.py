@@ -21,6 +21,7 @@ and ``climatology_coverage_fraction`` says how many cells were on the grid.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from no2fusion.config import Config
 from no2fusion.data.arrays import CubeArrays, Normalizers
 from no2fusion.data.dataset import NO2TileDataset
 from no2fusion.errors import NoDataError
+from no2fusion.evaluation.distribution import other_hemisphere, outside_training_range
 from no2fusion.evaluation.inference import BLENDING, InferenceSettings, TiledPredictor
 from no2fusion.files import atomic_path
 from no2fusion.grid import BBox
@@ -143,6 +145,7 @@ def predict_day(
         check_satellite_channels(meta, dataset)
     inputs = dataset.day_inputs(0)  # what the model sees: the input day as observed
     (predicted,) = TiledPredictor(model, settings).predict(dataset, [inputs])
+    outside = outside_training_range(arrays, [inputs.met_index], normalizers)
     attrs = {
         "target_day": str(target),
         "input_day": str(target - np.timedelta64(lead, "D")),
@@ -166,6 +169,10 @@ def predict_day(
         # the fraction of cells on the training grid, where the training climatology is known
         # (elsewhere the model sees the training median: a warning in no2fusion predict)
         "climatology_coverage_fraction": dataset.climatology_coverage,
+        # per feature, the fraction of the day's met inputs outside the training range
+        # (evaluation.distribution); no2fusion predict warns above 1 %
+        "outside_training_range": json.dumps(outside),
+        "other_hemisphere_than_training": int(other_hemisphere(normalizers, arrays.lat)),
     }
     return prediction_dataset(
         predicted.prediction,

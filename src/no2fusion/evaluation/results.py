@@ -292,6 +292,9 @@ class Metrics:
     evaluation_seconds: float
     evaluation_phases_seconds: dict[str, float]
     timings_seconds: dict[str, float] = field(default_factory=dict)
+    # per feature, the fraction of the test days' met inputs outside the training range
+    # (evaluation.distribution)
+    outside_training_range: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types (NaN -> None)."""
