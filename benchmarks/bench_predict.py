@@ -77,7 +77,7 @@ def main() -> None:
     from torch.utils.flop_counter import FlopCounterMode
 
     from no2fusion.config import Config
-    from no2fusion.data.dataset import Normalizers
+    from no2fusion.data.arrays import Normalizers
     from no2fusion.evaluation.inference import InferenceSettings
     from no2fusion.evaluation.predict import predict_day, write_prediction
     from no2fusion.evaluation.tiling import overlapping_tiles

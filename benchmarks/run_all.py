@@ -1,6 +1,6 @@
 """Every benchmark of BENCHMARKS.md's summary table, one after another, with its command there.
 
-    .venv/bin/python benchmarks/run_all.py                 # all (about 25 min on 2 cores)
+    .venv/bin/python benchmarks/run_all.py                 # all (about 2 h on 2 cores)
     .venv/bin/python benchmarks/run_all.py --list          # print the commands, run nothing
     .venv/bin/python benchmarks/run_all.py --only regrid predict
 
@@ -40,6 +40,11 @@ def commands(work: Path) -> dict[str, list[str]]:
         "demo": [py, str(bench / "bench_demo.py"), "--mode", "full", "--config", "demo"]
         + ["--output", str(work / "demo")],
         "demo_test": [py, str(bench / "bench_demo.py"), "--mode", "test"],
+        # the model against its baselines: three training seeds on the demo world, then the
+        # demo configuration on other worlds (each world is a whole demo run)
+        "seeds": [py, str(bench / "bench_seeds.py"), "--cube", str(work / "demo" / "cube.zarr")]
+        + ["--output", str(work / "seeds")],
+        "worlds": [py, str(bench / "bench_worlds.py"), "--output", str(work / "worlds")],
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,10 +14,13 @@ import xarray as xr
 
 from no2fusion.cli import main
 from no2fusion.config import Config, load_config
-from no2fusion.data.dataset import CubeArrays, NO2TileDataset
+from no2fusion.data.arrays import CubeArrays
+from no2fusion.data.batch import stack_samples
+from no2fusion.data.dataset import NO2TileDataset
 from no2fusion.data.tiles import Tile
 from no2fusion.io.cube import open_cube
 from no2fusion.training.checkpoint import load_checkpoint
+from no2fusion.vocab import FEATURES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -99,6 +103,15 @@ def test_predict_from_cube_is_the_model_on_the_training_features_path(
     assert pred.attrs["input_day"] == str(day - np.timedelta64(1, "D"))
     assert pred.attrs["checkpoint"] == str(trained.checkpoint)
     assert pred.attrs["lead_days"] == 1 and "source_files" in pred.attrs
+    # the training world itself: inside the training range, same hemisphere, on the grid
+    outside = json.loads(pred.attrs["outside_training_range"])
+    assert set(outside) == set(FEATURES) and max(outside.values()) < 0.01
+    assert pred.attrs["other_hemisphere_than_training"] == 0
+    assert pred.attrs["climatology_coverage_fraction"] == 1.0
+    # the window of composite_days days ending at the input day, as far as the cube holds it
+    window = day - np.timedelta64(1, "D") - np.arange(trained.config.data.composite_days)
+    held = np.isin(window, cube["time"].values.astype("datetime64[D]")).sum()
+    assert pred.attrs["composite_days_in_cube"] == held > 0
 
     # one 16 x 16 tile covers the domain: the result is exactly the model on the dataset sample
     model, config, normalizers, _ = load_checkpoint(trained.checkpoint)
@@ -107,9 +120,9 @@ def test_predict_from_cube_is_the_model_on_the_training_features_path(
     inputs = dataset.day_inputs(0)
     assert inputs.target_index == arrays.index_of(day)
     assert inputs.input_index == arrays.index_of(day - np.timedelta64(1, "D"))
-    sample = dataset.tile_sample(inputs, Tile(0, 0, 16))
+    batch = stack_samples([dataset.tile_sample(inputs, Tile(0, 0, 16))])
     with torch.inference_mode():
-        z = model(sample.sat[None], sample.aux[None])[0][0].numpy()
+        z = model(*batch.model_inputs())[0][0].numpy()
     expected = normalizers.no2.inverse_transform(z.astype(np.float64))
     np.testing.assert_allclose(field, expected, rtol=1e-5, atol=1e-3)
 
@@ -158,6 +171,46 @@ def test_evaluation_and_predict_give_identical_predictions(
         np.testing.assert_allclose(pred["no2_pred"].values[0], result.prediction[k], rtol=2e-6)
         np.testing.assert_array_equal(pred["input_no2"].values[0], result.input_field[k])
         assert pred.attrs["tile_overlap"] == result.metrics.inference.tile_overlap
+
+
+def test_evaluation_under_a_tiny_memory_budget_gives_the_same_numbers(
+    trained: Trained, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``data.cache_max_gb: 0`` (a cube larger than the budget): nothing of the features is
+    cached, every sample reads its met block from the store, and the scores are the same."""
+    from no2fusion.config import EvaluationConfig
+    from no2fusion.evaluation.evaluate import evaluate_run
+
+    evaluation = EvaluationConfig(
+        baselines=("persistence", "climatology", "lightgbm"),
+        dropout_rates=(0.5,),
+        noise_levels=(0.1,),
+        robustness_samples=2,
+        attention_days=1,
+    )
+    cache_built: list[bool] = []
+    original = CubeArrays._cached
+
+    def recording(self: CubeArrays, normalizer: object) -> object:
+        cache = original(self, normalizer)  # type: ignore[arg-type]
+        cache_built.append(cache is not None)
+        return cache
+
+    monkeypatch.setattr(CubeArrays, "_cached", recording)
+    results, caches = {}, {}
+    for budget in (4.0, 0.0):
+        cache_built.clear()
+        data = trained.config.data.model_copy(update={"cache_max_gb": budget})
+        config = trained.config.model_copy(update={"evaluation": evaluation, "data": data})
+        results[budget] = evaluate_run(
+            {"cross_modal": trained.checkpoint}, trained.cube, config, lambda _: None
+        )
+        caches[budget] = set(cache_built)
+    assert caches == {4.0: {True}, 0.0: {False}}
+    cached, streamed = results[4.0].metrics, results[0.0].metrics
+    assert streamed.global_ == cached.global_
+    assert streamed.baselines["lightgbm"].global_ == cached.baselines["lightgbm"].global_
+    np.testing.assert_array_equal(results[0.0].prediction, results[4.0].prediction)
 
 
 def test_predict_from_sources_builds_the_same_inputs(trained: Trained, tmp_path: Path) -> None:

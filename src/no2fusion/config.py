@@ -177,7 +177,15 @@ class DataConfig(_Strict):
     lead: int = Field(1, ge=0, le=7)  # 1 = next-day forecast, 0 = gap filling
     tile_size: int = Field(64, ge=8)
     gap_fill_extra_mask: bool = True  # lead 0: hide extra cells with another day's cloud mask
-    static_channels: bool = False  # add static (region) channels to the satellite input
+    # trailing composite input: mean of the valid observations of the last N calendar days up
+    # to and including the input day (1 = the input day alone)
+    composite_days: int = Field(7, ge=1, le=60)
+    # training tiles per day and epoch: None = every tile covering the domain (an epoch covers
+    # the whole domain); a number draws that many random tiles per day instead
+    tiles_per_day: int | None = Field(None, ge=1)
+    # met cells around each tile in the sample's meteorology block (back-trajectories leave the
+    # tile; the block's edge values stand in beyond it)
+    met_margin_cells: int = Field(2, ge=0, le=16)
     split: SplitConfig = SplitConfig()
     batch_size: int = Field(16, ge=1)
     num_workers: int = Field(0, ge=0)
@@ -202,6 +210,10 @@ class ModelConfig(_Strict):
     head_hidden_dim: int = Field(128, ge=1)
     token_stride: int = Field(4, ge=1)
     qk_norm: bool = True
+    # transport: back-trajectories through the hourly wind carry a learned source field to each
+    # cell, weighted by the attention over hours (cross_modal) or uniformly (concat)
+    transport: bool = True
+    decoder_channels: int = Field(32, ge=4)
 
     @model_validator(mode="after")
     def _heads_divide(self) -> ModelConfig:
@@ -222,6 +234,9 @@ class TrainingConfig(_Strict):
     warmup_lr: float = Field(1e-3, gt=0)
     finetune_lr: float = Field(1e-4, gt=0)
     encoder_lr_factor: float = Field(0.1, gt=0, le=1)  # encoders' LR multiplier in phase 2
+    # constant: each phase at its LR (the seed); cosine: phase 1 decays warmup_lr -> finetune_lr,
+    # phase 2 finetune_lr -> finetune_lr / 10, per batch (better at a budget of few epochs)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     weight_decay: float = Field(1e-4, ge=0)
     loss: Literal["huber", "weighted_mae"] = "huber"
     huber_delta: float = Field(1.0, gt=0)

@@ -1,9 +1,11 @@
-"""Cube -> samples: normalizers fit on train only, lead/gap-fill inputs, tile-mean meteorology,
-tiles, skipped samples and one-line errors for bad cubes."""
+"""Cube -> samples: normalizers and climatology fit on train only, lead/gap-fill inputs, the
+composite and climatology channels, the met block around each tile, tiles covering the domain,
+skipped samples and one-line errors for bad cubes."""
 
 from __future__ import annotations
 
 import shutil
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,9 +13,10 @@ import numpy as np
 import pytest
 
 from no2fusion.config import DataConfig, SplitConfig
+from no2fusion.data.arrays import CubeArrays, fit_normalizers
 from no2fusion.data.batch import stack_samples
 from no2fusion.data.datamodule import NO2DataModule
-from no2fusion.data.dataset import CubeArrays, EpochSampler, NO2TileDataset, fit_normalizers
+from no2fusion.data.dataset import EpochSampler, NO2TileDataset, Perturbation
 from no2fusion.data.splits import blocked_split
 from no2fusion.data.tiles import Tile, covering_origins, covering_tiles
 from no2fusion.errors import ConfigError, CubeSchemaError, NoDataError
@@ -45,6 +48,10 @@ def test_normalizers_are_fit_on_training_days_only(make_cube) -> None:  # type: 
     feature_median = np.asarray(normalizers.features.median_)
     assert feature_median.shape == (13,)
     assert np.allclose(np.diff(feature_median), 1.0, atol=1e-4)
+    # climatology: per-cell mean of the valid training values only
+    expected = np.nanmean(np.where(np.isfinite(train), train, np.nan), axis=0)
+    np.testing.assert_allclose(normalizers.climatology, expected, rtol=1e-5)
+    assert float(normalizers.climatology.mean()) < float(np.nanmean(everything)) + 30
 
 
 def test_sample_contents_lead_one(make_cube) -> None:  # type: ignore[no-untyped-def]
@@ -65,10 +72,23 @@ def test_sample_contents_lead_one(make_cube) -> None:  # type: ignore[no-untyped
         assert t_in is not None  # lead 1: the previous calendar day is the input
         x, y = arrays.no2[t_in], arrays.no2[t]
         sat = sample.sat.numpy()
-        assert sat.shape == (2, 16, 16)
+        assert sat.shape == (5, 16, 16)
         assert np.array_equal(sat[1], np.isfinite(x).astype(np.float32))
         expected_in = np.where(np.isfinite(x), np.clip((x - median) / iqr, -0.5, 0.5), 0.0)
         assert np.allclose(sat[0], expected_in, atol=1e-6)
+        # the composite: valid values of the 7 calendar days ending at the input day
+        window = [arrays.index_of(arrays.times[t_in] - np.timedelta64(n, "D")) for n in range(7)]
+        stack = np.stack([arrays.no2[i] for i in window if i is not None])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # cells never observed: NaN
+            composite = np.nanmean(stack, axis=0)
+        expected_composite = np.where(
+            np.isfinite(composite), np.clip((composite - median) / iqr, -0.5, 0.5), 0.0
+        )
+        assert np.allclose(sat[2], expected_composite, atol=1e-5)
+        assert np.allclose(sat[3], np.isfinite(stack).sum(axis=0) / 7.0)
+        climatology = np.clip((module.normalizers.climatology - median) / iqr, -0.5, 0.5)
+        assert np.allclose(sat[4], climatology, atol=1e-5)
         mask = sample.target_mask.numpy()
         assert np.array_equal(mask, np.isfinite(y)) and mask.any()
         expected_target = np.where(mask, (y - median) / iqr, 0.0)  # never clipped
@@ -88,27 +108,62 @@ def test_sample_contents_lead_one(make_cube) -> None:  # type: ignore[no-untyped
     assert train_days  # (the empty day may be listed as a day but never as an entry)
 
 
-def test_tile_mean_meteorology_is_area_weighted(make_cube) -> None:  # type: ignore[no-untyped-def]
+def test_met_block_maps_tile_cells_onto_the_met_grid(make_cube) -> None:  # type: ignore[no-untyped-def]
+    """The affine of a sample takes each tile cell to the met-block position at its own
+    latitude and longitude; the block's features and wind are the cube's, normalized / in
+    cells per hour; the in-memory cache and the store give the same numbers."""
     path = make_cube(days=60)
-    cube = open_cube(path)
-    arrays = CubeArrays(cube)
+    module = NO2DataModule(path, _data(tile_size=8), seed=0)
+    module.setup()
+    data, arrays = module.datasets["val"], module.arrays
+    assert arrays is not None and module.normalizers is not None
     tile = Tile(row=2, col=5, size=8)
-    weights = arrays.tile_weights(tile)
-    t = 10
-    got = arrays.tile_features(t, weights)  # (24, 13)
-    # independent check: features = f + 0.01 t + 0.1 i(lat); integrate i(lat) over the tile
-    # with cos(lat) weights on a fine sample
-    lat_lo, lat_hi = 50.0 + 0.1 * tile.row, 50.0 + 0.1 * (tile.row + tile.size)
-    lat = np.linspace(lat_lo, lat_hi, 20001)[:-1] + (lat_hi - lat_lo) / 40000
-    met_edges = np.asarray(cube["met_lat_bounds"].values)[:, 0]
-    index = np.searchsorted(met_edges, lat, side="right") - 1  # met_lat index of each sample
-    mean_index = np.sum(index * np.cos(np.deg2rad(lat))) / np.sum(np.cos(np.deg2rad(lat)))
-    expected = np.arange(13) + 0.01 * t + 0.1 * mean_index
-    assert np.allclose(got, expected[None, :], atol=1e-4)
-    # in memory and lazily read from the store give the same numbers
-    lazy = CubeArrays(cube, cache=False)
-    assert lazy.features is None
-    assert np.allclose(lazy.tile_features(t, lazy.tile_weights(tile)), got, atol=1e-6)
+    block = data.block_of(tile)
+    a_i, b_i, a_j, b_j = block.affine.tolist()
+    met_lat_step = float(arrays.met_lat[1] - arrays.met_lat[0])
+    for r in (0, 3, 7):
+        position = a_i + b_i * r  # fractional block index
+        lower = int(np.floor(position))
+        lat = arrays.met_lat[block.lat_index[lower]] + (position - lower) * met_lat_step
+        assert lat == pytest.approx(arrays.lat[tile.row + r], abs=1e-6)  # float32 affine
+    for c in (0, 7):
+        position = a_j + b_j * c
+        lower = int(np.floor(position))
+        lon = arrays.met_lon[block.lon_index[lower]] + (position - lower) * met_lat_step
+        assert lon == pytest.approx(arrays.lon[tile.col + c], abs=1e-6)
+    day = data.evaluation_days()[0]
+    sample = data.tile_sample(day, tile)
+    t = day.target_index
+    steps, features, mh, mw = sample.aux.shape
+    assert (steps, features) == (24, 13) and (mh, mw) == (
+        block.lat_index.size,
+        block.lon_index.size,
+    )
+    raw = np.arange(13)[None, :, None, None] + 0.01 * t + 0.1 * block.lat_index[None, None, :, None]
+    expected = module.normalizers.features.transform(np.moveaxis(raw, 1, -1), clip=True)
+    expected = np.broadcast_to(np.moveaxis(expected, -1, 1), sample.aux.shape)
+    np.testing.assert_allclose(sample.aux.numpy(), expected, atol=2e-3)  # float16 cache
+    # wind: u10 = 10 * u_norm m/s, v10 = 10 * v_norm, in target cells (0.1 deg) per hour
+    u = 10.0 * (0.0 + 0.01 * t + 0.1 * block.lat_index)  # (mh,) u_norm is feature 0
+    metres_east = 0.1 * 111_194.9 * np.cos(np.deg2rad(arrays.met_lat[block.lat_index]))
+    np.testing.assert_allclose(
+        sample.wind[0, 1, :, 0].numpy(), u * 3600 / metres_east, rtol=2e-3, atol=2e-3
+    )
+    v = 10.0 * (1.0 + 0.01 * t + 0.1 * block.lat_index)
+    np.testing.assert_allclose(
+        sample.wind[0, 0, :, 0].numpy(), v * 3600 / 11_119.49, rtol=2e-3, atol=2e-3
+    )
+    assert module.split is not None
+    lazy = NO2TileDataset(
+        CubeArrays(open_cube(path), cache=False),
+        module.normalizers,
+        module.split.val,
+        data.config,
+        training=False,
+    )
+    again = lazy.tile_sample(lazy.evaluation_days()[0], tile)
+    np.testing.assert_allclose(again.aux.numpy(), sample.aux.numpy(), atol=2e-3)
+    np.testing.assert_allclose(again.wind.numpy(), sample.wind.numpy(), rtol=2e-3, atol=1e-3)
 
 
 def test_gap_filling_hides_another_days_clouds(make_cube) -> None:  # type: ignore[no-untyped-def]
@@ -167,8 +222,14 @@ def test_tile_sample_builds_inputs_from_day_inputs_only(make_cube) -> None:  # t
     module = NO2DataModule(make_cube(days=60), _data(), seed=0)
     module.setup()
     data = module.datasets["test"]
-    assert data.satellite_channel_names == ("no2", "no2_valid")
-    assert data.aux_axes == ("hour", "feature")
+    assert data.satellite_channel_names == (
+        "no2",
+        "no2_valid",
+        "composite",
+        "composite_fraction",
+        "climatology",
+    )
+    assert data.aux_axes == ("hour", "feature", "met_lat", "met_lon")
     day = data.evaluation_days()[0]
     tile = Tile(0, 0, 16)
     base = data.tile_sample(day, tile)
@@ -182,48 +243,70 @@ def test_tile_sample_builds_inputs_from_day_inputs_only(make_cube) -> None:  # t
     assert np.array_equal(changed.target.numpy(), base.target.numpy())
     assert (changed.hidden_mask[:4] == changed.target_mask[:4]).all()
     batch = stack_samples([base, changed])
-    assert batch.size == 2 and batch.sat.shape == (2, 2, 16, 16) and batch.row.shape == (2,)
+    assert batch.size == 2 and batch.sat.shape == (2, 5, 16, 16) and batch.row.shape == (2,)
+    assert batch.calendar.shape == (2, 7) and batch.met_affine.shape == (2, 4)
 
 
 def test_robustness_perturbations_reach_every_observation_channel(make_cube) -> None:  # type: ignore[no-untyped-def]
-    """Dropout and noise change what the model may see of a day (``DayInputs``); every channel
-    the dataset names as observation-derived must then change, and only those. A new
-    satellite-derived channel (a trailing composite, ...) that the perturbations miss fails."""
-    module = NO2DataModule(make_cube(days=60), _data(static_channels=True), seed=0)
+    """Dropout and noise are a ``Perturbation`` of every observed field a day's inputs come
+    from (and noise of the climatology); every channel the dataset names as satellite-derived
+    must change under one of them. A new satellite-derived channel they miss fails here."""
+    module = NO2DataModule(make_cube(days=60), _data(), seed=0)
     module.setup()
     data = module.datasets["test"]
     names = data.satellite_channel_names
     assert set(data.observation_channel_names) <= set(names)
-    day, tile = data.evaluation_days()[0], Tile(0, 0, 16)
-    valid = np.isfinite(day.observation)[None]
+    k, tile = data.evaluation_positions()[0], Tile(0, 0, 16)
     rng = np.random.default_rng(0)
-    perturbed = {
-        "dropout": robustness.hide(day.observation, robustness.random_dropout(valid, 0.5, rng)[0]),
-        "noise": robustness.add_noise(day.observation, 0.1, rng),
+
+    def dropout(window: np.ndarray) -> np.ndarray:
+        return robustness.hide(window, robustness.random_dropout(np.isfinite(window), 0.5, rng))
+
+    def noise(field: np.ndarray) -> np.ndarray:
+        return robustness.add_noise(field, 0.1, rng)
+
+    perturbations = {
+        "dropout": Perturbation(dropout),
+        "noise": Perturbation(noise, climatology=noise),
     }
-    base = data.tile_sample(day, tile).sat.numpy()
+    base = data.tile_sample(data.evaluation_inputs(k), tile).sat.numpy()
     changed = {}
-    for label, observation in perturbed.items():
-        sat = data.tile_sample(replace(day, observation=observation), tile).sat.numpy()
+    for label, perturbation in perturbations.items():
+        sat = data.tile_sample(data.evaluation_inputs(k, perturbation), tile).sat.numpy()
         changed[label] = {n for n, a, b in zip(names, base, sat, strict=True) if (a != b).any()}
-    assert changed["dropout"] == set(data.observation_channel_names)  # values and validity
-    assert "no2" in changed["noise"]  # values only: validity stays
-    assert changed["noise"] <= set(data.observation_channel_names)
+    assert changed["dropout"] == {"no2", "no2_valid", "composite", "composite_fraction"}
+    assert changed["noise"] == {"no2", "composite", "climatology"}  # values only
+    assert changed["dropout"] | changed["noise"] == set(data.observation_channel_names)
 
 
-def test_random_crops_and_covering_tiles(make_cube) -> None:  # type: ignore[no-untyped-def]
+def test_training_covers_the_domain_with_shifted_tiles(make_cube) -> None:  # type: ignore[no-untyped-def]
     path = make_cube(days=60)
     module = NO2DataModule(path, _data(tile_size=8), seed=0)
     module.setup()
     train, val = module.datasets["train"], module.datasets["val"]
     origins = {(int(train[k].row), int(train[k].col)) for k in range(3 * len(train))}
     assert len(origins) > 5 and all(0 <= r <= 8 and 0 <= c <= 8 for r, c in origins)
-    assert train[1].sat.shape == (2, 8, 8) and train[1].aux.shape == (24, 13)
+    assert train[1].sat.shape == (5, 8, 8) and train[1].aux.shape[:2] == (24, 13)
     val_origins = {(int(val[k].row), int(val[k].col)) for k in range(len(val))}
     assert val_origins == {(0, 0), (0, 8), (8, 0), (8, 8)}
     weight = val[0].weight.numpy()
     assert weight.mean() == pytest.approx(1.0, abs=1e-6)
     assert weight[0, 0] > weight[-1, 0]  # southern cells are larger
+
+
+def test_a_multi_tile_domain_trains_on_more_samples_per_epoch(make_cube) -> None:  # type: ignore[no-untyped-def]
+    """An epoch covers every tile of every training day: four 8 x 8 tiles of a 16 x 16 domain
+    give four times the samples of one 16 x 16 tile; ``tiles_per_day`` sets the number."""
+    path = make_cube(days=60, cloud_fraction=0.0)
+    sizes = {}
+    for tile_size in (16, 8):
+        module = NO2DataModule(path, _data(tile_size=tile_size), seed=0)
+        module.setup()
+        sizes[tile_size] = len(module.datasets["train"])
+    assert sizes[8] == 4 * sizes[16]
+    module = NO2DataModule(path, _data(tile_size=8, tiles_per_day=2), seed=0)
+    module.setup()
+    assert len(module.datasets["train"]) == 2 * sizes[16]
 
 
 def test_covering_origins() -> None:
@@ -243,24 +326,6 @@ def test_epoch_sampler_keys_encode_epoch_and_index() -> None:
     assert [k - 30 for k in third] != first
     sampler.set_epoch(0)
     assert list(sampler) == first
-
-
-def test_static_channels_are_region_one_hot(make_cube) -> None:  # type: ignore[no-untyped-def]
-    module = NO2DataModule(make_cube(days=60), _data(static_channels=True), seed=0)
-    module.setup()
-    sample = module.datasets["val"][0]
-    assert module.satellite_channels == 7
-    assert module.datasets["val"].satellite_channel_names[2:] == (
-        "region_background",
-        "region_rural",
-        "region_suburban",
-        "region_urban",
-        "region_industrial",
-    )
-    one_hot = sample.sat[2:].numpy()
-    assert np.array_equal(one_hot.sum(axis=0), np.ones((16, 16)))
-    assert module.arrays is not None
-    assert np.array_equal(one_hot.argmax(axis=0), module.arrays.region)
 
 
 def test_tile_larger_than_cube_is_rejected(make_cube) -> None:  # type: ignore[no-untyped-def]

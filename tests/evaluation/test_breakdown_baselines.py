@@ -5,13 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from no2fusion.evaluation.baselines import (
-    CellFeatures,
-    MonthlyClimatology,
-    fit_lightgbm,
-    persistence,
-    predict_lightgbm,
-)
+from no2fusion.config import DataConfig, SplitConfig
+from no2fusion.data.arrays import CubeArrays, fit_normalizers
+from no2fusion.data.dataset import NO2TileDataset
+from no2fusion.data.splits import blocked_split
+from no2fusion.evaluation.baselines import MonthlyClimatology, persistence
 from no2fusion.evaluation.breakdown import (
     by_pollution_level,
     by_region,
@@ -20,6 +18,9 @@ from no2fusion.evaluation.breakdown import (
     pollution_bin_labels,
     season_of_month,
 )
+from no2fusion.evaluation.lightgbm_baseline import FEATURE_NAMES, DayFeatures, LightGBMBaseline
+from no2fusion.io.cube import open_cube
+from no2fusion.vocab import FEATURES
 
 
 def test_seasons() -> None:
@@ -83,22 +84,54 @@ def test_persistence_fills_gaps() -> None:
     assert out.tolist() == [1.0, 6.0]
 
 
-def test_lightgbm_learns_a_simple_rule() -> None:
-    rng = np.random.default_rng(0)
-    n_time, n = 40, 8
-    times = np.datetime64("2021-01-01") + np.arange(n_time).astype("timedelta64[D]")
-    inputs = rng.uniform(10, 100, size=(n_time, n, n))
-    met = rng.normal(size=(n_time, 2))
-    target = 0.8 * inputs + 10 * met[:, :1, None]  # depends on input and the first met feature
-    inputs_gappy = inputs.copy()
-    inputs_gappy[rng.uniform(size=inputs.shape) < 0.1] = np.nan
-    clim = np.full_like(inputs, 50.0)
-    region = np.zeros((n, n), dtype=int)
-    feats = CellFeatures.build(inputs_gappy, clim, region, times, met, ["m0", "m1"])
-    assert feats.names[-2:] == ["m0", "m1"] and feats.shape == (n_time, n, n)
-    booster = fit_lightgbm(feats, target, rounds=200, max_samples=2000, seed=0, num_threads=1)
-    pred = predict_lightgbm(booster, feats)
-    assert pred.shape == target.shape
-    ok = np.isfinite(inputs_gappy)
-    rmse = np.sqrt(np.mean((pred - target)[ok] ** 2))
-    assert rmse < 0.15 * np.std(target[ok])
+SPLIT = SplitConfig(block_days=7, buffer_days=1, val_fraction=0.2, test_fraction=0.2, seed=0)
+
+
+def _datasets(make_cube):  # type: ignore[no-untyped-def]
+    arrays = CubeArrays(open_cube(make_cube(days=60, cloud_fraction=0.2)))
+    split = blocked_split(arrays.times, SPLIT)
+    config = DataConfig(tile_size=16, split=SPLIT, lead=1, composite_days=5)
+    normalizers = fit_normalizers(arrays, split.train, (-10.0, 10.0))
+
+    def dataset(name: str) -> NO2TileDataset:
+        return NO2TileDataset(
+            arrays, normalizers, split.days(name), config, False, 0, split.hidden_from(name)
+        )
+
+    return arrays, dataset("train"), dataset("test")
+
+
+def test_lightgbm_features_are_the_model_inputs_at_each_cell(make_cube) -> None:  # type: ignore[no-untyped-def]
+    """Satellite planes are the day's inputs; the met planes are the met grid's features
+    interpolated to the cell centres (linear in the met_lat index, so exact)."""
+    arrays, _, test_set = _datasets(make_cube)
+    day = test_set.evaluation_inputs(test_set.evaluation_positions()[0])
+    features = DayFeatures(test_set)(day)
+    assert features.shape == (*arrays.shape, len(FEATURE_NAMES))
+    column = {name: k for k, name in enumerate(FEATURE_NAMES)}
+    np.testing.assert_array_equal(features[..., column["input"]], day.observation)
+    np.testing.assert_array_equal(features[..., column["composite"]], day.composite)
+    np.testing.assert_array_equal(features[..., column["climatology"]], day.climatology)
+    # features[t, h, i, j, f] = f + 0.01 t + 0.1 i with i the met_lat index of the cell centre
+    met_position = (arrays.lat - arrays.met_lat[0]) / (arrays.met_lat[1] - arrays.met_lat[0])
+    for name in ("t2m", "blh"):
+        f = FEATURES.index(name)
+        expected = f + 0.01 * day.met_index + 0.1 * met_position[:, None]
+        actual = features[..., column[f"{name}@overpass"]]
+        np.testing.assert_allclose(actual, np.broadcast_to(expected, actual.shape), atol=1e-4)
+    assert "region" not in " ".join(FEATURE_NAMES)  # the region class is never an input
+
+
+def test_lightgbm_learns_the_next_day_from_its_inputs(make_cube) -> None:  # type: ignore[no-untyped-def]
+    """no2[t] = 40 + t + 10 row / n: the next day is the input plus one wherever it was seen."""
+    arrays, train_set, test_set = _datasets(make_cube)
+    baseline = LightGBMBaseline.fit(train_set, rounds=200, max_samples=5000, seed=0)
+    days = test_set.evaluation_days()
+    pred = baseline.predict(test_set, days)
+    assert pred.shape == (len(days), *arrays.shape)
+    targets = arrays.no2[[day.target_index for day in days]]
+    seen = np.isfinite(targets) & np.isfinite(np.stack([day.observation for day in days]))
+    rmse = float(np.sqrt(np.mean((pred - targets)[seen] ** 2)))
+    # test days lie beyond the training days' range: trees cannot extrapolate t, but the input
+    # carries it
+    assert rmse < 0.15 * float(np.std(targets[seen]))

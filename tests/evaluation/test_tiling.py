@@ -23,7 +23,21 @@ def sample(sat: Tensor, aux: Tensor) -> Batch:
     """A tile sample (no batch axis) holding only these model inputs; the rest is empty."""
     empty = torch.zeros(sat.shape[-2:])
     unknown = torch.tensor(-1)
-    return Batch(sat, aux, empty, empty.bool(), empty.bool(), empty, unknown, unknown, unknown)
+    absent = torch.zeros(0)  # no wind, met affine or calendar: the seed's form
+    return Batch(
+        sat=sat,
+        aux=aux,
+        wind=absent,
+        met_affine=absent,
+        calendar=absent,
+        target=empty,
+        target_mask=empty.bool(),
+        hidden_mask=empty.bool(),
+        weight=empty,
+        day_index=unknown,
+        row=unknown,
+        col=unknown,
+    )
 
 
 def tiled(
@@ -81,7 +95,7 @@ def test_a_local_function_is_reproduced_exactly_with_uneven_tiles() -> None:
     aux = torch.zeros(24, 13)
     calls: list[int] = []
 
-    def identity(s: Tensor, a: Tensor) -> Tensor:
+    def identity(s: Tensor, a: Tensor, *absent: Tensor) -> Tensor:
         calls.append(s.shape[0])
         return s[:, 0]  # (B, C, h, w) -> (B, h, w)
 
@@ -99,7 +113,7 @@ def test_seams_between_disagreeing_tiles_are_smooth_ramps() -> None:
     def inputs(tile: Tile) -> Batch:
         return sample(torch.zeros(1, size, size), torch.full((1, 1), float(tile.col)))
 
-    def constant(s: Tensor, a: Tensor) -> Tensor:
+    def constant(s: Tensor, a: Tensor, *absent: Tensor) -> Tensor:
         return a[:, 0, 0][:, None, None].expand(-1, size, size)
 
     smooth = tiled(constant, shape, inputs, tile_size=size, overlap=8)
@@ -121,7 +135,7 @@ def test_fields_batched_across_days_are_the_fields_predicted_alone() -> None:
     fields = [torch.randn(1, 20, 30, generator=generator) for _ in range(3)]
     calls: list[int] = []
 
-    def doubled(s: Tensor, a: Tensor) -> Tensor:
+    def doubled(s: Tensor, a: Tensor, *absent: Tensor) -> Tensor:
         calls.append(s.shape[0])
         return 2.0 * s[:, 0] + a[:, :1, None]
 
@@ -152,7 +166,7 @@ def test_inputs_of_any_shape_pass_through_the_predictor_and_its_transforms() -> 
     met = torch.randn(24, 13, 3, 4, generator=generator)  # (T, F, mh, mw)
     shapes: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
 
-    def model(s: Tensor, a: Tensor) -> Tensor:
+    def model(s: Tensor, a: Tensor, *absent: Tensor) -> Tensor:
         shapes.append((tuple(s.shape), tuple(a.shape)))
         return s[:, 4] + a[:, -1, 0].mean(dim=(1, 2))[:, None, None]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -16,15 +17,16 @@ from no2fusion.models.precision import (
 )
 
 
-def test_bf16_autocast_forward_and_backward_on_cpu(tiny: dict) -> None:
+def test_bf16_autocast_forward_and_backward_on_cpu(tiny: dict, model_inputs: Any) -> None:
+    """The full path (met block, trajectories, transport) runs under bf16 autocast."""
     torch.manual_seed(0)
     model = CrossModalNO2Predictor(2, 13, token_stride=4, **tiny).eval()
-    sat, aux = torch.randn(2, 2, 8, 8), torch.randn(2, 24, 13)
+    inputs = model_inputs(height=8, width=8)
     with torch.no_grad():
-        reference, _ = model(sat, aux)
+        reference, _ = model(**inputs)
     to_channels_last(model)
     with autocast_context("bf16", "cpu"):
-        pred, attention = model(sat, aux, return_attention=True)
+        pred, attention = model(**inputs, return_attention=True)
     assert pred.dtype == torch.bfloat16
     assert attention is not None
     torch.testing.assert_close(

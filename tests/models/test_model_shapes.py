@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -43,6 +45,25 @@ def test_shapes_every_kind_and_stride(kind: str, stride: int, tiny: dict) -> Non
         assert attention is None
 
 
+@pytest.mark.parametrize("stride", [1, 4])
+@pytest.mark.parametrize("kind", KINDS)
+def test_shapes_with_the_met_block_wind_and_calendar(
+    kind: str, stride: int, tiny: dict, model_inputs: Any
+) -> None:
+    """The dataset's form: met block (B, T, F, mh, mw), wind, affine and weekday."""
+    torch.manual_seed(0)
+    model = MODEL_KINDS[kind](2, 13, token_stride=stride, **tiny)
+    inputs = model_inputs(height=8, width=16)
+    pred, attention = model(**inputs, return_attention=True)
+    assert pred.shape == (2, 8, 16)
+    assert torch.isfinite(pred).all()
+    if kind == "cross_modal":
+        assert attention is not None
+        assert attention.shape == (2, 2, 4, (8 // stride) * (16 // stride), 24)
+    else:
+        assert attention is None
+
+
 def test_indivisible_size_and_wrong_inputs_raise_clear_errors(tiny: dict) -> None:
     model = CrossModalNO2Predictor(2, 13, token_stride=4, **tiny)
     sat, aux = _inputs(h=10, w=16)
@@ -61,12 +82,11 @@ def test_indivisible_size_and_wrong_inputs_raise_clear_errors(tiny: dict) -> Non
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_every_parameter_gets_a_gradient(kind: str, tiny: dict) -> None:
+def test_every_parameter_gets_a_gradient(kind: str, tiny: dict, model_inputs: Any) -> None:
     torch.manual_seed(1)
     model = MODEL_KINDS[kind](2, 13, token_stride=4, **{**tiny, "dropout": 0.1})
     model.train()
-    sat, aux = _inputs(h=8, w=8)
-    pred, _ = model(sat, aux)
+    pred, _ = model(**model_inputs(height=8, width=8))
     (pred**2).mean().backward()
     missing = [
         name
@@ -76,24 +96,32 @@ def test_every_parameter_gets_a_gradient(kind: str, tiny: dict) -> None:
     assert missing == []
 
 
-def test_stride_one_also_trains_every_parameter(tiny: dict) -> None:
+def test_stride_one_also_trains_every_parameter(tiny: dict, model_inputs: Any) -> None:
     torch.manual_seed(2)
     model = CrossModalNO2Predictor(2, 13, token_stride=1, **tiny)
-    sat, aux = _inputs(h=8, w=8)
-    pred, _ = model(sat, aux)
+    pred, _ = model(**model_inputs(height=8, width=8))
     pred.sum().backward()
     assert all(p.grad is not None and torch.any(p.grad != 0) for p in model.parameters())
 
 
-def test_satellite_only_ignores_auxiliary_input(tiny: dict) -> None:
+def test_satellite_only_ignores_meteorology_but_reads_the_calendar(
+    tiny: dict, model_inputs: Any
+) -> None:
     torch.manual_seed(3)
     model = SatelliteOnly(2, 13, **tiny).eval()
-    sat, aux = _inputs()
+    inputs = model_inputs()
     with torch.no_grad():
-        first, _ = model(sat, aux)
-        second, _ = model(sat, torch.randn_like(aux))
+        first, _ = model(**inputs)
+        other_weather = {
+            **inputs,
+            "aux": torch.randn_like(inputs["aux"]),
+            "wind": torch.randn_like(inputs["wind"]),
+        }
+        second, _ = model(**other_weather)
+        other_day, _ = model(**{**inputs, "calendar": inputs["calendar"].roll(1, dims=1)})
     torch.testing.assert_close(first, second, rtol=0, atol=0)
-    assert model.auxiliary_encoder is None
+    assert (first - other_day).abs().max() > 0
+    assert model.auxiliary_encoder is None and model.transport is None
 
 
 def test_baselines_are_comparably_sized() -> None:
@@ -101,10 +129,16 @@ def test_baselines_are_comparably_sized() -> None:
     sizes = {kind: sum(p.numel() for p in m.parameters()) for kind, m in models.items()}
     # Concat keeps everything but swaps attention (Q, KV, O: 4 D^2) for a 2D -> D mix (2 D^2).
     assert 0.9 < sizes["concat"] / sizes["cross_modal"] < 1.0
-    # Satellite-only drops the meteorology encoder (the ablated modality) and keeps a
-    # satellite path of the same size: same CNN, same token layers' width/count, same head.
-    aux_size = sum(p.numel() for p in models["cross_modal"].auxiliary_encoder.parameters())
-    ratio = sizes["satellite_only"] / (sizes["cross_modal"] - aux_size)
+    # Satellite-only drops what reads the meteorology (the ablated modality: encoder, local
+    # sampling, transport) and keeps a satellite path of the same size: same CNN, same token
+    # layers' width/count, same head and decoder.
+    cross_modal = models["cross_modal"]
+    meteorology = {
+        id(p): p.numel()
+        for name in ("auxiliary_encoder", "local_meteorology", "transport", "transport_gain")
+        for p in getattr(cross_modal, name).parameters()
+    }
+    ratio = sizes["satellite_only"] / (sizes["cross_modal"] - sum(meteorology.values()))
     assert 0.9 < ratio < 1.0
 
 

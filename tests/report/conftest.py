@@ -28,7 +28,7 @@ from no2fusion.evaluation.scoring import (
     headline_table,
     not_winning,
     score_model,
-    score_scores,
+    truth_scores,
 )
 from no2fusion.vocab import UMOL_M2_TO_MOLEC_CM2
 
@@ -47,7 +47,8 @@ def make_fake_result() -> EvaluationResult:
     lon = 6.05 + 0.1 * np.arange(n)
     area = np.cos(np.deg2rad(lat))[:, None] * np.ones((1, n)) * 1e8
     region = rng.integers(0, 5, size=(n, n))
-    target = rng.gamma(2.0, 25.0, size=(n_days, n, n))
+    truth = rng.gamma(2.0, 25.0, size=(n_days, n, n))
+    target = truth + rng.normal(0, 5, size=truth.shape)  # observation noise 5
     target[rng.uniform(size=target.shape) < 0.3] = np.nan
     prediction = np.where(np.isfinite(target), target, 50.0) + rng.normal(0, 8, size=target.shape)
     fields = {
@@ -107,7 +108,7 @@ def make_fake_result() -> EvaluationResult:
             n_days=8,
         ),
         robustness=RobustnessResult(8.0, 20.0, 8, tests),
-        truth=score_scores(prediction, target, scored, area),
+        truth=truth_scores(truth, target, {"cross_modal": prediction, **fields}, cells),
         summary=Summary(table, best_rmse(table), not_winning(model_scores, baselines), verdicts),
         checkpoints={"cross_modal": "run/checkpoints/cross_modal/checkpoints/best.ckpt"},
         evaluation_seconds=1.5,

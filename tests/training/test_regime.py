@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import lightning.pytorch as pl
@@ -38,6 +39,21 @@ def test_learning_rates_per_phase() -> None:
     assert [phase_of(e, REGIME) for e in range(4)] == ["warmup", "warmup", "finetune", "finetune"]
     assert learning_rates(1, REGIME) == {"encoders": 1e-3, "fusion_head": 1e-3}
     assert learning_rates(2, REGIME) == {"encoders": pytest.approx(5e-5), "fusion_head": 2e-4}
+
+
+def test_cosine_schedule_decays_within_each_phase() -> None:
+    cosine = REGIME.model_copy(update={"lr_schedule": "cosine"})
+    assert learning_rates(0, cosine) == {"encoders": 1e-3, "fusion_head": 1e-3}
+    # halfway through phase 1 (epoch 1 of 2, start): midway between 1e-3 and 2e-4
+    assert learning_rates(1, cosine)["fusion_head"] == pytest.approx(6e-4)
+    # a quarter of phase 1: 2e-4 + 8e-4 * (1 + cos(pi / 4)) / 2
+    quarter = 2e-4 + 8e-4 * (1 + math.cos(math.pi / 4)) / 2
+    assert learning_rates(0, cosine, 0.5)["fusion_head"] == pytest.approx(quarter)
+    # phase 2 starts at finetune_lr (encoders x factor) and ends at a tenth of it
+    assert learning_rates(2, cosine) == {"encoders": pytest.approx(5e-5), "fusion_head": 2e-4}
+    assert learning_rates(3, cosine, 1.0)["fusion_head"] == pytest.approx(2e-5)
+    rates = [learning_rates(e, cosine, f)["fusion_head"] for e in range(4) for f in (0, 0.5)]
+    assert all(a >= b for a, b in zip(rates, rates[1:], strict=False))
 
 
 def test_encoder_parameters_are_grouped(tiny_train_config: Config) -> None:
@@ -97,6 +113,27 @@ def test_schedule_applied_in_a_lightning_run(tiny_train_config: Config) -> None:
     assert len(module.history["val_loss"]) == 4
 
 
+class _RecordEveryLR(Callback):
+    def __init__(self) -> None:
+        self.rates: list[float] = []
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, module: Any, batch: Any, index: int
+    ) -> None:
+        self.rates.append(trainer.optimizers[0].param_groups[-1]["lr"])
+
+
+def test_cosine_schedule_is_applied_before_every_batch(tiny_train_config: Config) -> None:
+    cosine = REGIME.model_copy(update={"lr_schedule": "cosine"})
+    torch.manual_seed(0)
+    module = NO2LightningModule(build_model(tiny_train_config.model, 2), cosine)
+    recorder = _RecordEveryLR()
+    trainer = lightning_trainer(cosine, callbacks=[recorder], progress_bar=False)
+    trainer.fit(module, *_loaders())
+    expected = [learning_rates(e, cosine, b / 2)["fusion_head"] for e in range(4) for b in (0, 1)]
+    assert recorder.rates == pytest.approx(expected)
+
+
 class _Linear(torch.nn.Module):
     """A 1x1 convolution: no normalization layer, so frozen weights give a constant val loss."""
 
@@ -104,8 +141,8 @@ class _Linear(torch.nn.Module):
         super().__init__()
         self.head = torch.nn.Conv2d(2, 1, 1)
 
-    def forward(self, sat: torch.Tensor, aux: torch.Tensor) -> torch.Tensor:
-        return self.head(sat)[:, 0]
+    def forward(self, sat: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+        return self.head(sat[:, :2])[:, 0]
 
 
 def test_early_stopping_waits_for_phase_two() -> None:

@@ -16,7 +16,8 @@ from lightning.pytorch.callbacks import Callback
 
 from no2fusion.cli import main
 from no2fusion.config import Config, load_config
-from no2fusion.data.dataset import CubeArrays, NO2TileDataset, fit_normalizers
+from no2fusion.data.arrays import CubeArrays, fit_normalizers
+from no2fusion.data.dataset import SATELLITE_CHANNELS, NO2TileDataset
 from no2fusion.data.splits import blocked_split
 from no2fusion.errors import ConfigError, InputFileError, TrainingDivergedError
 from no2fusion.io.cube import open_cube
@@ -99,19 +100,23 @@ def test_a_model_is_never_fed_other_satellite_channels(
     """The checkpoint names the channels it was trained on; inputs built with other channels
     (a later code version, another data config) are refused with one line naming both."""
     _, config, normalizers, meta = load_checkpoint(reference.best_checkpoint)
-    assert meta["satellite_channel_names"] == ["no2", "no2_valid"]
+    assert meta["satellite_channel_names"] == list(SATELLITE_CHANNELS)
     assert meta["path"] == str(reference.best_checkpoint)
     arrays = CubeArrays(open_cube(train_cube))
     days = meta["split"].test
     same = NO2TileDataset(arrays, normalizers, days, config.data, training=False)
     check_satellite_channels(meta, same)  # what training built
-    more = config.data.model_copy(update={"static_channels": True})
-    other = NO2TileDataset(arrays, normalizers, days, more, training=False)
+    # a checkpoint of the seed's inputs (observation and validity only)
+    seed_form = {
+        **meta,
+        "satellite_channel_names": ["no2", "no2_valid"],
+        "satellite_in_channels": 2,
+    }
     with pytest.raises(InputFileError, match="no2, no2_valid; this code and config build no2, "):
-        check_satellite_channels(meta, other)
-    older = {k: v for k, v in meta.items() if k != "satellite_channel_names"}
-    with pytest.raises(InputFileError, match="trained on 2 satellite channels; .* build 7"):
-        check_satellite_channels(older, other)
+        check_satellite_channels(seed_form, same)
+    older = {k: v for k, v in seed_form.items() if k != "satellite_channel_names"}
+    with pytest.raises(InputFileError, match="trained on 2 satellite channels; .* build 5"):
+        check_satellite_channels(older, same)
 
 
 def test_same_seed_gives_identical_val_losses(

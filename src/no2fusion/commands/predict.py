@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -92,10 +93,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import tempfile
 
+    from no2fusion.evaluation.distribution import warnings_for
     from no2fusion.evaluation.inference import InferenceSettings
     from no2fusion.evaluation.predict import (
         crop_cube,
         predict_day,
+        prediction_days,
         sources_for_days,
         write_prediction,
     )
@@ -136,12 +139,12 @@ def run(args: argparse.Namespace) -> int:
         )
         check_tile(settings, grid.shape, stride, "the prediction")  # before building anything
         target, lead = args.date, config.data.lead
-        days = sorted({target - dt.timedelta(days=lead), target})
+        required, window = prediction_days(target, lead, config.data.composite_days)
         with (
             tempfile.TemporaryDirectory(prefix="no2fusion-predict-") as tmp,
             in_user_paths(Path(tmp), args.sources),
         ):
-            linked = sources_for_days(args.sources, days, Path(tmp))
+            linked = sources_for_days(args.sources, required, window, Path(tmp))
             cube_path = Path(tmp) / "cube.zarr"
             report = build_cube(
                 linked, cube_path, grid, config.pipeline, progress=not args.no_progress
@@ -166,6 +169,19 @@ def run(args: argparse.Namespace) -> int:
         f"mean prediction {float(pred.mean()):.1f} umol m-2 "
         f"({time.perf_counter() - started:.1f} s)"
     )
+    for line in warnings_for(json.loads(ds.attrs["outside_training_range"])):
+        print(f"warning: {line}")
+    if ds.attrs["other_hemisphere_than_training"]:
+        print(
+            "warning: this domain and the model's training grid lie in different hemispheres; "
+            "the day-of-year features follow the northern seasons (do not trust this prediction)"
+        )
+    coverage = float(ds.attrs["climatology_coverage_fraction"])
+    if coverage < 1.0:
+        print(
+            f"warning: {100 * (1 - coverage):.0f} % of the cells lie outside the training grid; "
+            "the model saw the training median there instead of a climatology"
+        )
     return 0
 
 

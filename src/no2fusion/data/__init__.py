@@ -6,16 +6,10 @@ validity-mask channel) and torch starts here (DESIGN §2, §3).
 
 from __future__ import annotations
 
+from no2fusion.data.arrays import CubeArrays, Normalizers, fit_normalizers
 from no2fusion.data.batch import Batch, stack_samples
 from no2fusion.data.datamodule import NO2DataModule
-from no2fusion.data.dataset import (
-    CubeArrays,
-    DayInputs,
-    EpochSampler,
-    NO2TileDataset,
-    Normalizers,
-    fit_normalizers,
-)
+from no2fusion.data.dataset import DayInputs, EpochSampler, NO2TileDataset
 from no2fusion.data.splits import SEASONS, Split, blocked_split, season_of
 from no2fusion.data.tiles import Tile, covering_tiles, met_weights, random_tile
 

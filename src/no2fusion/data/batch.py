@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 # The fields the network takes, in the order of its ``forward`` arguments.
-MODEL_INPUTS: tuple[str, ...] = ("sat", "aux")
+MODEL_INPUTS: tuple[str, ...] = ("sat", "aux", "wind", "met_affine", "calendar")
 
 
 @dataclass
@@ -36,8 +36,14 @@ class Batch:
     tensors to the device by rebuilding the fields).
 
     Fields (shapes with the leading B; a single sample has the same without it):
-        sat: (B, C, H, W) float32 satellite-derived and static channels, NaN-free.
-        aux: (B, ...) float32 meteorology; today (B, T=24, F=13) tile means.
+        sat: (B, C, H, W) float32 satellite-derived channels, NaN-free.
+        aux: (B, ...) float32 normalized meteorology: (B, T=24, F=13, mh, mw) on the met block
+            around the tile from ``NO2TileDataset``, or the seed's (B, T, F) tile means.
+        wind: (B, T, 2, mh, mw) float32 10 m wind in target cells per hour on the met block
+            (rows north, columns east); (B, 0) when absent (the seed's form).
+        met_affine: (B, 4) float32 met-block index = a + b * tile cell index, (a_i, b_i, a_j,
+            b_j); (B, 0) when absent.
+        calendar: (B, 7) float32 one-hot weekday of the target day; (B, 0) when absent.
         target: (B, H, W) float32 normalized NO2 of the target day, 0 where invalid.
         target_mask: (B, H, W) bool, cells with a valid target (losses and metrics use these).
         hidden_mask: (B, H, W) bool, valid target cells the input did not show.
@@ -48,6 +54,9 @@ class Batch:
 
     sat: Tensor
     aux: Tensor
+    wind: Tensor
+    met_affine: Tensor
+    calendar: Tensor
     target: Tensor
     target_mask: Tensor
     hidden_mask: Tensor
@@ -83,9 +92,13 @@ class Batch:
         valid = torch.isfinite(target) if mask is None else mask.to(torch.bool)
         valid = valid & torch.isfinite(target)
         unknown = torch.full((int(sat.shape[0]),), -1, dtype=torch.int64)
+        absent = torch.zeros((int(sat.shape[0]), 0), dtype=sat.dtype)
         return cls(
             sat=sat,
             aux=aux,
+            wind=absent,
+            met_affine=absent.clone(),
+            calendar=absent.clone(),
             target=torch.where(valid, target, torch.zeros_like(target)),
             target_mask=valid,
             hidden_mask=torch.zeros_like(valid),

@@ -15,14 +15,9 @@ import lightning.pytorch as pl
 from torch.utils.data import DataLoader
 
 from no2fusion.config import DataConfig
+from no2fusion.data.arrays import CubeArrays, Normalizers, fit_normalizers
 from no2fusion.data.batch import stack_samples
-from no2fusion.data.dataset import (
-    CubeArrays,
-    EpochSampler,
-    NO2TileDataset,
-    Normalizers,
-    fit_normalizers,
-)
+from no2fusion.data.dataset import EpochSampler, NO2TileDataset
 from no2fusion.data.splits import Split, blocked_split
 from no2fusion.data.tiles import check_tile_fits
 from no2fusion.errors import NoDataError
@@ -83,6 +78,7 @@ class NO2DataModule(pl.LightningDataModule):
                 self.config,
                 training=name == "train",
                 seed=self.seed,
+                hidden_days=self.split.hidden_from(name),
             )
             if len(dataset) == 0 and name != "test":
                 raise NoDataError(

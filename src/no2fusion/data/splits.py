@@ -50,6 +50,15 @@ class Split:
             raise ValueError(f"unknown split {name!r}; expected one of {SPLIT_NAMES}")
         return getattr(self, name)
 
+    def hidden_from(self, name: str) -> NDArray[np.datetime64]:
+        """Days whose observations must never be an input of split ``name``'s samples: for
+        training the validation and test days, for validation the test days, for test none
+        (a test day's past observations are what the model has at forecast time)."""
+        hidden = {"train": (self.val, self.test), "val": (self.test,), "test": ()}[name]
+        if not hidden:
+            return np.zeros(0, dtype="datetime64[D]")
+        return np.sort(np.concatenate(hidden)).astype("datetime64[D]")
+
     def to_dict(self) -> dict[str, list[str]]:
         """ISO dates per split: plain types, for checkpoints and JSON."""
         return {

@@ -17,9 +17,7 @@ the checkpoint's ``seed``.
 from __future__ import annotations
 
 import time
-import zlib
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,21 +27,24 @@ import xarray as xr
 from numpy.typing import NDArray
 
 from no2fusion.config import Config, EvaluationConfig
-from no2fusion.data.dataset import CubeArrays, NO2TileDataset
+from no2fusion.data.arrays import CubeArrays
+from no2fusion.data.dataset import NO2TileDataset
 from no2fusion.errors import ConfigError, NoDataError
 from no2fusion.evaluation import ablation, robustness
 from no2fusion.evaluation.attention import AttentionMap, attention_maps, pick_days
 from no2fusion.evaluation.baselines import BaselineFields, SplitFields, run_baselines
+from no2fusion.evaluation.bookkeeping import PhaseTimer, SeedStreams
 from no2fusion.evaluation.breakdown import pollution_bin_edges
+from no2fusion.evaluation.distribution import outside_training_range, warnings_for
 from no2fusion.evaluation.inference import InferenceSettings, TiledPredictor, predict_fields
 from no2fusion.evaluation.results import (
     SCHEMA_VERSION,
     AblationResult,
     Metrics,
     RobustnessResult,
-    Scores,
     SplitInfo,
     Summary,
+    TruthScores,
     Verdict,
 )
 from no2fusion.evaluation.runs import HistoryRow, ModelRun, load_model_run
@@ -54,7 +55,7 @@ from no2fusion.evaluation.scoring import (
     not_winning,
     rmse,
     score_model,
-    score_scores,
+    truth_scores,
 )
 from no2fusion.files import atomic_path
 from no2fusion.io.cube import open_cube
@@ -84,33 +85,6 @@ class EvaluationResult:
     histories: dict[str, tuple[HistoryRow, ...]]
     attention_maps: tuple[AttentionMap, ...]
     lead: int
-
-
-class SeedStreams:
-    """Independent random generators by purpose, all from one seed: adding or reordering a
-    runner never changes another runner's draws."""
-
-    def __init__(self, seed: int) -> None:
-        self.seed = int(seed)
-
-    def rng(self, purpose: str) -> np.random.Generator:
-        return np.random.default_rng([self.seed, zlib.crc32(purpose.encode())])
-
-
-class PhaseTimer:
-    """Logs each phase's name and seconds; ``seconds`` holds them for metrics.json."""
-
-    def __init__(self, log: Log) -> None:
-        self.log = log
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def __call__(self, name: str) -> Iterator[None]:
-        self.log(f"  {name}...")
-        started = time.perf_counter()
-        yield
-        self.seconds[name] = time.perf_counter() - started
-        self.log(f"    {name}: {self.seconds[name]:.1f} s")
 
 
 def _test_set(arrays: CubeArrays, run: ModelRun, seed: int) -> NO2TileDataset:
@@ -261,15 +235,14 @@ def _perturbation_tests(
 
 
 def _truth_scores(
-    cube: xr.Dataset, test: SplitFields, prediction: F64, cells: ScoringCells
-) -> Scores | None:
-    """The model against the simulated noise-free truth on the scored cells (None for a cube
-    without ``no2_truth``)."""
+    cube: xr.Dataset, test: SplitFields, predictions: Mapping[str, F64], cells: ScoringCells
+) -> TruthScores | None:
+    """``scoring.truth_scores`` on the test days' simulated truth (None without ``no2_truth``)."""
     if "no2_truth" not in cube.variables:
         return None
     days = [day.target_index for day in test.days]
     truth = np.asarray(cube["no2_truth"].isel(time=days).values, dtype=np.float64)
-    return score_scores(prediction, truth, cells.scored, cells.cell_area)
+    return truth_scores(truth, test.target, predictions, cells)
 
 
 def evaluate_run(
@@ -285,15 +258,17 @@ def evaluate_run(
             ``satellite_only`` are scored as neural baselines when present (and listed in
             ``config.evaluation.baselines``).
         cube_path: the Zarr cube the models were trained on.
-        config: the run config; only its ``evaluation`` section is used (data, model, training
-            settings and the seed come from the checkpoint, so the test split is cut exactly as
-            in training).
+        config: the run config; its ``evaluation`` section and the memory settings of its
+            ``data`` section (``cache_in_memory``, ``cache_max_gb``: this machine's budget) are
+            used; data, model, training settings and the seed come from the checkpoint, so the
+            test split is cut exactly as in training.
     """
     started, timer, evaluation = time.perf_counter(), PhaseTimer(log), config.evaluation
     main = load_model_run(checkpoints["cross_modal"])
     data, streams = main.config.data, SeedStreams(main.config.seed)
     cube = open_cube(cube_path)
-    arrays = CubeArrays(cube, cache=data.cache_in_memory, path=cube_path)
+    memory = config.data  # this machine's budget, not the training machine's
+    arrays = CubeArrays(cube, memory.cache_in_memory, memory.cache_max_gb * 1e9, cube_path)
     settings = InferenceSettings.for_run(main.config)
     test_set = _test_set(arrays, main, streams.seed)
     test = SplitFields.of(test_set, test_set.evaluation_days())
@@ -303,6 +278,9 @@ def evaluate_run(
     with timer("test split and model predictions"):
         predictor = TiledPredictor(main.model, settings)
         prediction = predict_fields(predictor, test_set, test.days)
+    outside = outside_training_range(arrays, [day.met_index for day in test.days], main.normalizers)
+    for line in warnings_for(outside):
+        log(f"  warning: {line}")
     neural: dict[str, ModelRun] = {
         kind: load_model_run(checkpoints[kind])
         for kind in NEURAL_BASELINES
@@ -311,7 +289,13 @@ def evaluate_run(
     train_indices = arrays.indices_of(main.split.train)
     with timer("baselines: " + ", ".join(evaluation.baselines)):
         train_set = NO2TileDataset(
-            arrays, main.normalizers, main.split.train, data, False, streams.seed
+            arrays,
+            main.normalizers,
+            main.split.train,
+            data,
+            False,
+            streams.seed,
+            main.split.hidden_from("train"),
         )
         classical = run_baselines(
             train_set, test_set, test, train_indices, evaluation.baselines, evaluation, streams.seed
@@ -359,7 +343,7 @@ def evaluate_run(
         baselines=baseline_scores,
         ablation=ablated,
         robustness=robust,
-        truth=_truth_scores(cube, test, prediction, cells),
+        truth=_truth_scores(cube, test, {main.kind: prediction, **fields}, cells),
         summary=Summary(
             table,
             best_rmse(table),
@@ -369,6 +353,7 @@ def evaluate_run(
         checkpoints={k: str(v) for k, v in checkpoints.items()},
         evaluation_seconds=time.perf_counter() - started,
         evaluation_phases_seconds=dict(timer.seconds),
+        outside_training_range=outside,
     )
     return EvaluationResult(
         metrics=metrics,

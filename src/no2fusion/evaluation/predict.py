@@ -9,14 +9,19 @@ inputs go through exactly the path training and evaluation use: the cube (built 
 normalizer back to umol m-2).
 
 Day semantics follow the checkpoint's ``data.lead``: the prediction for target day ``d`` uses the
-satellite field of day ``d - lead`` and the 24 hourly meteorological steps ending at the day-``d``
-overpass, so the cube must hold both days (for ``--sources``, TROPOMI files of day ``d`` too:
-their overpass time anchors the meteorology window).
+satellite field of day ``d - lead``, its trailing composite over the ``data.composite_days`` days
+ending there (the days the cube or sources hold; absent days count as unobserved), the training
+climatology, and the 24 hourly meteorological steps ending at the day-``d`` overpass, so the cube
+must hold days ``d - lead`` and ``d`` (for ``--sources``, TROPOMI files of day ``d`` too: their
+overpass time anchors the meteorology window, and ERA5 must cover the 24 h before it). On cells
+outside the training grid the climatology is unknown: the model sees the training median there,
+and ``climatology_coverage_fraction`` says how many cells were on the grid.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,8 +33,10 @@ from numpy.typing import NDArray
 
 from no2fusion import __version__
 from no2fusion.config import Config
-from no2fusion.data.dataset import CubeArrays, NO2TileDataset, Normalizers
+from no2fusion.data.arrays import CubeArrays, Normalizers
+from no2fusion.data.dataset import NO2TileDataset
 from no2fusion.errors import NoDataError
+from no2fusion.evaluation.distribution import other_hemisphere, outside_training_range
 from no2fusion.evaluation.inference import BLENDING, InferenceSettings, TiledPredictor
 from no2fusion.files import atomic_path
 from no2fusion.grid import BBox
@@ -61,14 +68,30 @@ def _days_of(cube: xr.Dataset) -> NDArray[np.datetime64]:
     return np.asarray(cube["time"].values).astype("datetime64[D]")
 
 
-def select_days(cube: xr.Dataset, day: dt.date, lead: int, path: str | Path = "cube") -> xr.Dataset:
-    """The (one or two) days a prediction for ``day`` needs: ``day - lead`` and ``day``.
+def prediction_days(
+    day: dt.date, lead: int, composite_days: int
+) -> tuple[list[dt.date], list[dt.date]]:
+    """The days a prediction for ``day`` reads: (required: the input day ``day - lead`` and the
+    target day, whose overpass anchors the meteorology window; the trailing-composite window:
+    the ``composite_days`` days ending at the input day, used where present)."""
+    input_day = day - dt.timedelta(days=lead)
+    required = sorted({input_day, day})
+    window = [input_day - dt.timedelta(days=k) for k in range(composite_days - 1, -1, -1)]
+    return required, window
 
-    Raises ``NoDataError`` naming the missing day and the days the cube holds.
+
+def select_days(
+    cube: xr.Dataset, day: dt.date, lead: int, composite_days: int = 1, path: str | Path = "cube"
+) -> xr.Dataset:
+    """The days a prediction for ``day`` needs (``prediction_days``): the input and target days,
+    and those of the composite window that the cube holds.
+
+    Raises ``NoDataError`` naming the missing required day and the days the cube holds.
     """
     days = _days_of(cube)
     target = np.datetime64(day, "D")
-    needed = sorted({target - np.timedelta64(lead, "D"), target})
+    required, window = prediction_days(day, lead, composite_days)
+    needed = [np.datetime64(d, "D") for d in required]
     for wanted in sorted(needed, key=lambda d: d != target):  # name the target day first
         if wanted not in days:
             role = "target" if wanted == target else f"input (target - lead {lead})"
@@ -76,7 +99,8 @@ def select_days(cube: xr.Dataset, day: dt.date, lead: int, path: str | Path = "c
                 f"{days.min()}..{days.max()} ({days.size} complete days)" if days.size else "none"
             )
             raise NoDataError(f"the {role} day {wanted} is not in the cube; it holds {span}", path)
-    return cube.isel(time=np.flatnonzero(np.isin(days, needed)))
+    wanted_days = needed + [np.datetime64(d, "D") for d in window]
+    return cube.isel(time=np.flatnonzero(np.isin(days, wanted_days)))
 
 
 def predict_day(
@@ -111,7 +135,8 @@ def predict_day(
     """
     lead = config.data.lead
     settings = settings or InferenceSettings.for_run(config)
-    sub = select_days(cube, day, lead, cube_path)
+    composite_days = config.data.composite_days
+    sub = select_days(cube, day, lead, composite_days, cube_path)
     arrays = CubeArrays(sub, cache=True, path=cube_path)
     data_config = config.data.model_copy(update={"tile_size": settings.tile_size})
     target = np.datetime64(day, "D")
@@ -120,6 +145,7 @@ def predict_day(
         check_satellite_channels(meta, dataset)
     inputs = dataset.day_inputs(0)  # what the model sees: the input day as observed
     (predicted,) = TiledPredictor(model, settings).predict(dataset, [inputs])
+    outside = outside_training_range(arrays, [inputs.met_index], normalizers)
     attrs = {
         "target_day": str(target),
         "input_day": str(target - np.timedelta64(lead, "D")),
@@ -133,6 +159,20 @@ def predict_day(
         "cube": str(cube_path),
         "qa_threshold": cube.attrs.get("qa_threshold", config.pipeline.qa_threshold),
         "source_files": cube.attrs.get("source_files", "[]"),
+        "composite_days": composite_days,
+        "composite_days_in_cube": int(
+            np.isin(
+                np.asarray(arrays.times, dtype="datetime64[D]"),
+                [np.datetime64(d, "D") for d in prediction_days(day, lead, composite_days)[1]],
+            ).sum()
+        ),
+        # the fraction of cells on the training grid, where the training climatology is known
+        # (elsewhere the model sees the training median: a warning in no2fusion predict)
+        "climatology_coverage_fraction": dataset.climatology_coverage,
+        # per feature, the fraction of the day's met inputs outside the training range
+        # (evaluation.distribution); no2fusion predict warns above 1 %
+        "outside_training_range": json.dumps(outside),
+        "other_hemisphere_than_training": int(other_hemisphere(normalizers, arrays.lat)),
     }
     return prediction_dataset(
         predicted.prediction,
@@ -266,26 +306,32 @@ def write_prediction(ds: xr.Dataset, path: str | Path) -> Path:
     return path
 
 
-def sources_for_days(sources: Path, days: list[dt.date], workdir: Path) -> Path:
-    """A sources folder under ``workdir`` linking only the L2 files of ``days`` (and every ERA5
-    file, and the truth file if any): what ``pipeline.build.build_cube`` needs for one
-    prediction, without building the whole period.
+def sources_for_days(
+    sources: Path, required: list[dt.date], optional: list[dt.date], workdir: Path
+) -> Path:
+    """A sources folder under ``workdir`` linking only the L2 files of the ``required`` days and
+    of those ``optional`` days that have files (and every ERA5 file, and the truth file if any):
+    what ``pipeline.build.build_cube`` needs for one prediction, without building the whole
+    period (``prediction_days`` gives both lists).
 
-    Raises ``NoDataError`` naming the days without TROPOMI files.
+    Raises ``NoDataError`` naming the required days without TROPOMI files.
     """
     from no2fusion.pipeline.build import find_sources, group_by_day
 
     found = find_sources(sources)
     by_day, _problems = group_by_day(found.tropomi)
-    wanted = {np.datetime64(day, "D") for day in days}
     have = {key.astype("datetime64[D]"): files for key, files in by_day.items()}
-    missing = sorted(str(day) for day in wanted if day not in have)
+    needed = {np.datetime64(day, "D") for day in required}
+    missing = sorted(str(day) for day in needed if day not in have)
     if missing:
         raise NoDataError(
             f"no TROPOMI L2 file for day(s) {', '.join(missing)} (a prediction needs the input "
             "day and the target day, whose overpass anchors the meteorology window)",
             sources / "tropomi",
         )
+    wanted = needed | {
+        np.datetime64(day, "D") for day in optional if np.datetime64(day, "D") in have
+    }
     linked = workdir / "sources"
     for sub in ("tropomi", "era5"):
         (linked / sub).mkdir(parents=True, exist_ok=True)

@@ -18,8 +18,9 @@ lacks. A whole new section of ``metrics.json`` is a new frozen dataclass and a f
 
 JSON conventions: strict JSON (an undefined score, NaN in memory, is ``null`` in the file and
 NaN again when read); the headline scores sit under the key ``global`` (``global_`` here, a
-Python keyword otherwise). Schema version 2 (version 1 was the untyped dict of the first
-release; 2 adds ``inference`` and counts robustness/shuffle days as ``n_days``).
+Python keyword otherwise). Schema version 3 (version 1 was the untyped dict of the first
+release; 2 adds ``inference`` and counts robustness/shuffle days as ``n_days``; 3 scores every
+model against the truth beside the observation-noise floor, ``TruthScores``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError
 from no2fusion.errors import InputFileError
 from no2fusion.files import atomic_path
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 T = TypeVar("T")
 
 
@@ -209,6 +210,36 @@ class RobustnessResult:
 
 
 @dataclass(frozen=True)
+class TruthRow:
+    """One model (or baseline) against the noise-free truth on the scored cells.
+
+    ``explained_predictable_variance``: 1 - MSE(prediction, truth) / Var(truth), area-weighted
+    (the R² against the truth): the share of the predictable (noise-free) variance the model
+    explains. ``rmse_over_floor``: ``rmse`` / the observation-noise floor."""
+
+    name: str
+    rmse: Real
+    mae: Real
+    bias: Real
+    explained_predictable_variance: Real
+    rmse_over_floor: Real
+
+
+@dataclass(frozen=True)
+class TruthScores:
+    """How much predictable signal is left (synthetic cubes, which carry ``no2_truth``).
+
+    ``noise_floor_rmse``: the RMSE of the observations against the truth on the same cells (what
+    a perfect forecast of the truth would score against the observations); ``model``: the model's
+    full scores against the truth; ``rows``: every model and baseline."""
+
+    noise_floor_rmse: Real
+    truth_std: Real
+    model: Scores
+    rows: tuple[TruthRow, ...]
+
+
+@dataclass(frozen=True)
 class Verdict:
     criterion: str
     passed: bool | None
@@ -255,12 +286,15 @@ class Metrics:
     baselines: dict[str, ModelScores]
     ablation: AblationResult
     robustness: RobustnessResult
-    truth: Scores | None
+    truth: TruthScores | None
     summary: Summary
     checkpoints: dict[str, str]
     evaluation_seconds: float
     evaluation_phases_seconds: dict[str, float]
     timings_seconds: dict[str, float] = field(default_factory=dict)
+    # per feature, the fraction of the test days' met inputs outside the training range
+    # (evaluation.distribution)
+    outside_training_range: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types (NaN -> None)."""

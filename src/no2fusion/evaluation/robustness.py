@@ -1,15 +1,19 @@
 """How the model degrades: perturbed inputs, the seed's expectations, and their runner.
 
-Sits in ``evaluation/`` on top of ``inference.py``. Satellite perturbations change what the
-model may see of a day (``DayInputs.observation``, physical units, NaN = not visible), so they
-travel the one input path (``NO2TileDataset.tile_sample``) like every prediction; meteorological
-ones change the normalized ``aux`` of each batch (an ``InputTransform``):
+Sits in ``evaluation/`` on top of ``inference.py``. Satellite perturbations are a
+``data.dataset.Perturbation`` of every observed field a day's inputs come from (the input day
+and each day of the trailing composite, physical units, NaN = not visible) and, for noise, of
+the climatology; the dataset rebuilds the day from them, so they reach every satellite-derived
+channel and travel the one input path (``NO2TileDataset.tile_sample``) like every prediction.
+Meteorological ones change the normalized ``aux`` of each batch (an ``InputTransform``):
 
-- satellite-cell dropout: a fraction of the VALID input cells is hidden (NaN, so the model sees
-  value 0 = the normalized median and mask 0), either at random or with the shape of a real
-  cloud gap borrowed from a training day;
+- satellite-cell dropout: a fraction of the VALID cells of every observed field is hidden (NaN,
+  so the model sees value 0 = the normalized median and mask 0), either at random or with the
+  shape of a real cloud gap borrowed from a training day;
 - meteorological feature-group dropout: the group's features set to 0, the normalized median;
-- noise: multiplicative Gaussian noise on the physical input values, x (1 + level * eps).
+  for the wind group the wind the back-trajectories follow is set to the training median too;
+- noise: multiplicative Gaussian noise on the physical values of every observed field and of
+  the climatology, x (1 + level * eps).
 
 ``run_robustness`` scores every perturbation on the same cells with ``scoring.rmse`` and judges
 it against the seed (``judge``).
@@ -18,7 +22,7 @@ it against the seed (``judge``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -27,7 +31,7 @@ from torch import Tensor
 
 from no2fusion.config import EvaluationConfig
 from no2fusion.data.batch import Batch
-from no2fusion.data.dataset import DayInputs, NO2TileDataset
+from no2fusion.data.dataset import DayInputs, NO2TileDataset, Perturbation
 from no2fusion.evaluation.inference import InputTransform, TiledPredictor, predict_fields
 from no2fusion.evaluation.metrics import relative_change
 from no2fusion.evaluation.results import RobustnessResult, RobustnessTest
@@ -192,8 +196,6 @@ def run_robustness(
         prediction = predict_fields(predictor, dataset, inputs, transform)
         return rmse(prediction, cells.target, cells.scored, cells.cell_area)
 
-    observations = np.stack([day.observation for day in days])  # (n, lat, lon)
-    valid = np.isfinite(observations)
     rows: list[Perturbed] = []
 
     def add(
@@ -207,39 +209,63 @@ def run_robustness(
         change = relative_change(value, reference)
         rows.append(Perturbed(category, label, setting, setting_label, value, change, achieved))
 
-    def with_observations(fields: F32) -> list[DayInputs]:
-        return [replace(day, observation=field) for day, field in zip(days, fields, strict=True)]
+    def perturbed(perturbation: Perturbation) -> list[DayInputs]:
+        """The days rebuilt with ``perturbation`` on every satellite-derived field."""
+        return [dataset.evaluation_inputs(day.position, perturbation) for day in days]
 
     for rate in config.dropout_rates:
-        hidden = random_dropout(valid, rate, rng)
-        value = score(with_observations(hide(observations, hidden)))
+
+        def random_cells(window: F32, rate: float = rate) -> F32:
+            return hide(window, random_dropout(np.isfinite(window), rate, rng))
+
+        value = score(perturbed(Perturbation(random_cells)))
         add(
             "dropout_random",
-            "satellite dropout (random cells)",
+            "satellite dropout (random cells; input day and composite days)",
             rate,
             f"{100 * rate:.0f} %",
             value,
             rate,
         )
     for rate in config.dropout_rates if pool.shape[0] else ():
-        hidden, achieved = cloud_dropout(valid, pool, rate, rng)
-        value = score(with_observations(hide(observations, hidden)))
+        achieved: list[float] = []
+
+        def cloud_cells(window: F32, rate: float = rate, achieved: list[float] = achieved) -> F32:
+            hidden, fraction = cloud_dropout(np.isfinite(window), pool, rate, rng)
+            achieved.append(fraction)
+            return hide(window, hidden)
+
+        value = score(perturbed(Perturbation(cloud_cells)))
+        mean_achieved = float(np.mean(achieved)) if achieved else 0.0
         add(
             "dropout_cloud",
-            "satellite dropout (cloud-shaped, borrowed gaps)",
+            "satellite dropout (cloud-shaped, borrowed gaps; input day and composite days)",
             rate,
-            f"{100 * rate:.0f} % (achieved {100 * achieved:.0f} %)",
+            f"{100 * rate:.0f} % (achieved {100 * mean_achieved:.0f} %)",
             value,
-            achieved,
+            mean_achieved,
         )
     for level in config.noise_levels:
-        value = score(with_observations(add_noise(observations, level, rng)))
-        add("noise", "multiplicative noise on the NO2 input", level, f"{100 * level:.0f} %", value)
+
+        def noisy(field: F32, level: float = level) -> F32:
+            return add_noise(field, level, rng)
+
+        value = score(perturbed(Perturbation(noisy, climatology=noisy)))
+        add(
+            "noise",
+            "multiplicative noise on every satellite-derived input",
+            level,
+            f"{100 * level:.0f} %",
+            value,
+        )
     feature_axis = 1 + dataset.aux_axes.index("feature")  # after the batch axis
     for group in FEATURE_GROUPS:
 
         def drop(batch: Batch, group: str = group) -> Batch:
-            return batch.with_inputs(aux=drop_feature_group(batch.aux, group, feature_axis))
+            changed = batch.with_inputs(aux=drop_feature_group(batch.aux, group, feature_axis))
+            if group == "wind" and changed.wind.numel():
+                changed = changed.with_inputs(wind=dataset.median_wind_like(changed))
+            return changed
 
         add(
             "feature_group",

@@ -15,7 +15,7 @@ from typing import Any
 from torch import nn
 
 from no2fusion.config import Config
-from no2fusion.data.dataset import Normalizers
+from no2fusion.data.arrays import Normalizers
 from no2fusion.data.splits import Split
 from no2fusion.training.checkpoint import load_checkpoint
 from no2fusion.training.regime import phase_of

@@ -10,6 +10,7 @@ forecasts), so the model and each baseline are scored by the same call.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,8 @@ from no2fusion.evaluation.results import (
     ModelScores,
     Scores,
     TableRow,
+    TruthRow,
+    TruthScores,
     parse,
 )
 
@@ -151,3 +154,36 @@ def not_winning(model: ModelScores, baselines: dict[str, ModelScores]) -> tuple[
                     + ", ".join(better)
                 )
     return tuple(lines)
+
+
+def truth_scores(
+    truth: F64, observed: F64, predictions: Mapping[str, F64], cells: ScoringCells
+) -> TruthScores:
+    """Every model of ``predictions`` (the main model first), fields (days, lat, lon) umol m-2,
+    against the simulated noise-free ``truth`` on the scored cells, beside the observation-noise
+    floor: the RMSE of the ``observed`` targets against the truth on the same cells.
+
+    ``explained_predictable_variance`` is the R2 against the truth: the fraction of the variance
+    a perfect model could explain (the truth's) that this one does.
+    """
+    floor = score_scores(observed, truth, cells.scored, cells.cell_area).rmse
+    weights = np.broadcast_to(cells.cell_area, truth.shape)[cells.scored]
+    values = truth[cells.scored]
+    mean = float(np.sum(values * weights) / np.sum(weights))
+    truth_std = math.sqrt(float(np.sum((values - mean) ** 2 * weights) / np.sum(weights)))
+    rows = []
+    scores: dict[str, Scores] = {}
+    for name, prediction in predictions.items():
+        scores[name] = score_scores(prediction, truth, cells.scored, cells.cell_area)
+        rows.append(
+            TruthRow(
+                name=name,
+                rmse=scores[name].rmse,
+                mae=scores[name].mae,
+                bias=scores[name].bias,
+                explained_predictable_variance=scores[name].r2,
+                rmse_over_floor=scores[name].rmse / floor if floor > 0 else math.nan,
+            )
+        )
+    main = next(iter(predictions))
+    return TruthScores(floor, truth_std, scores[main], tuple(rows))

@@ -2,13 +2,17 @@
 
 Sits in ``models/`` between the two encoders and the head. Each ``CrossAttentionLayer`` is
 pre-norm: ``x = x + Attn(LN(x), kv)``; ``x = x + FFN(LN(x))``, with Q from the satellite tokens
-(B, N, D) and K/V from the auxiliary tokens (B, T, D). Optional per-head query/key LayerNorm
-bounds the logits and guards against collapse to a one-hot or uniform attention.
+(B, N, D) and K/V from the meteorology tokens: either shared by all tokens, (B, T, D) (the
+seed's tile-mean series), or each token's own, (B, N, T, D) (the meteorology where the token
+is, ``auxiliary_encoder.LocalMeteorology``). Optional per-head query/key LayerNorm bounds the
+logits and guards against collapse to a one-hot or uniform attention.
 
-Two paths give the same output: the fast path calls ``scaled_dot_product_attention`` and
-returns no weights; the explicit path computes ``softmax(QK^T / sqrt(d))`` and returns the
-weights (B, heads, N, T), each row summing to 1 over T. There is no attention dropout (it
-would make the two paths differ in training); dropout acts on the residual branches.
+With a shared context two paths give the same output: the fast path calls
+``scaled_dot_product_attention`` and returns no weights; the explicit path computes
+``softmax(QK^T / sqrt(d))`` and returns the weights (B, heads, N, T), each row summing to 1 over
+T. A per-token context always takes the explicit path (T = 24 keys per token: cheap). There is
+no attention dropout (it would make the paths differ in training); dropout acts on the residual
+branches.
 """
 
 from __future__ import annotations
@@ -51,22 +55,34 @@ class CrossAttention(nn.Module):
     def forward(
         self, query: Tensor, context: Tensor, return_weights: bool = False
     ) -> tuple[Tensor, Tensor | None]:
-        """query (B, N, D), context (B, T, D) -> (out (B, N, D), weights (B, h, N, T) | None)."""
+        """query (B, N, D), context (B, T, D) or (B, N, T, D) -> (out (B, N, D), weights
+        (B, h, N, T) | None)."""
         batch, tokens, dim = query.shape
-        steps = context.shape[1]
         h, d = self.num_heads, self.head_dim
         # (B, N, D) -> (B, N, h, d) -> (B, h, N, d)
         q = self.q_norm(self.q_proj(query).view(batch, tokens, h, d)).transpose(1, 2)
-        # (B, T, 2D) -> (B, T, 2, h, d) -> (2, B, h, T, d)
-        kv = self.kv_proj(context).view(batch, steps, 2, h, d).permute(2, 0, 3, 1, 4)
-        k, v = self.k_norm(kv[0]), kv[1]
-        weights: Tensor | None = None
-        if return_weights:
-            scores = torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(d))  # (B,h,N,T)
-            weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)
-            attended = torch.matmul(weights, v)  # (B, h, N, d)
+        if context.ndim == 4:  # each token's own keys and values
+            steps = context.shape[2]
+            # (B, N, T, 2D) -> (B, N, T, 2, h, d) -> (2, B, h, N, T, d)
+            kv = self.kv_proj(context).view(batch, tokens, steps, 2, h, d)
+            kv = kv.permute(3, 0, 4, 1, 2, 5)
+            k, v = self.k_norm(kv[0]), kv[1]
+            scores = torch.einsum("bhnd,bhntd->bhnt", q, k) * (1.0 / math.sqrt(d))
+            per_token = torch.softmax(scores.float(), dim=-1).to(q.dtype)  # (B, h, N, T)
+            attended = torch.einsum("bhnt,bhntd->bhnd", per_token, v)  # (B, h, N, d)
+            weights: Tensor | None = per_token if return_weights else None
         else:
-            attended = F.scaled_dot_product_attention(q, k, v)  # (B, h, N, d)
+            steps = context.shape[1]
+            # (B, T, 2D) -> (B, T, 2, h, d) -> (2, B, h, T, d)
+            kv = self.kv_proj(context).view(batch, steps, 2, h, d).permute(2, 0, 3, 1, 4)
+            k, v = self.k_norm(kv[0]), kv[1]
+            weights = None
+            if return_weights:
+                scores = torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(d))  # (B,h,N,T)
+                weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+                attended = torch.matmul(weights, v)  # (B, h, N, d)
+            else:
+                attended = F.scaled_dot_product_attention(q, k, v)  # (B, h, N, d)
         # (B, h, N, d) -> (B, N, h, d) -> (B, N, D)
         merged = attended.transpose(1, 2).reshape(batch, tokens, dim)
         return self.out_proj(merged), weights
@@ -88,7 +104,8 @@ class CrossAttentionLayer(nn.Module):
     def forward(
         self, x: Tensor, context: Tensor, return_weights: bool = False
     ) -> tuple[Tensor, Tensor | None]:
-        """x (B, N, D) satellite tokens, context (B, T, D) -> (x', weights (B,h,N,T) | None)."""
+        """x (B, N, D) satellite tokens, context (B, T, D) or (B, N, T, D) -> (x', weights
+        (B, h, N, T) | None)."""
         attended, weights = self.attention(self.norm_q(x), context, return_weights)
         x = x + self.drop(attended)
         x = x + self.ff(self.norm_ff(x))

@@ -2,30 +2,43 @@
 
 Sits in ``models/``; ``training/`` and ``evaluation/`` build models only through here.
 
-* ``CrossModalNO2Predictor``: satellite tokens query meteorology tokens (the seed's model).
-* ``ConcatFusion``: the mean-pooled meteorology encoding is concatenated to every satellite
-  token, then the same number of token layers of the same width, with no attention.
-* ``SatelliteOnly``: the same satellite path and token layers; the meteorology is ignored.
+* ``CrossModalNO2Predictor``: satellite tokens query meteorology tokens (the seed's model). Each
+  token attends over the 24 hourly meteorology tokens where it is (``LocalMeteorology``); with
+  ``transport`` the attention weights over hours also weight a learned source field sampled
+  along back-trajectories through the wind (``transport.Transport``), so the decoder can draw
+  plumes where the wind carried them.
+* ``ConcatFusion``: the same inputs and the same transport, but no attention: the token's
+  mean meteorology encoding (over hours) is concatenated to it, and the transport weights every
+  hour equally.
+* ``SatelliteOnly``: the same satellite path and token layers; no meteorology and no transport
+  (the calendar is kept: it is not meteorology).
 
-All share ``forward(sat (B, C, H, W), aux (B, T, F), return_attention=False) ->
-(pred (B, H, W), attention (B, layers, heads, tokens, T) | None)``; only the cross-modal model
-ever returns attention. Inputs and outputs are in normalized units (NaN already 0 in ``sat``).
+All share ``forward(sat (B, C, H, W), aux, wind=None, met_affine=None, calendar=None,
+return_attention=False) -> (pred (B, H, W), attention (B, layers, heads, tokens, T) | None)``
+with ``aux`` either the met block (B, T, F, mh, mw) (with ``met_affine`` (B, 4) and, for the
+transport, ``wind`` (B, T, 2, mh, mw)) or the seed's tile-mean series (B, T, F) (no local
+meteorology, no transport). Empty tensors (B, 0) stand for absent inputs. Only the cross-modal
+model ever returns attention. Inputs and outputs are in normalized units (NaN already 0).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from no2fusion.config import ModelConfig
-from no2fusion.models.auxiliary_encoder import AuxiliaryEncoder
+from no2fusion.models.auxiliary_encoder import AuxiliaryEncoder, LocalMeteorology
 from no2fusion.models.cross_attention import CrossAttentionLayer, FeedForward
 from no2fusion.models.heads import PredictionHead
 from no2fusion.models.satellite_encoder import SatelliteEncoder
+from no2fusion.models.transport import Transport, back_trajectories
+
+CALENDAR_DIM = 7
 
 
 class ConcatFusionLayer(nn.Module):
-    """x (B, N, D), pooled meteorology g (B, D): x += W [LN(x), g]; x += FFN(LN(x))."""
+    """x (B, N, D), pooled meteorology g (B, [N,] D): x += W [LN(x), g]; x += FFN(LN(x))."""
 
     def __init__(self, embed_dim: int, dropout: float = 0.1) -> None:
         super().__init__()
@@ -36,8 +49,9 @@ class ConcatFusionLayer(nn.Module):
         self.ff = FeedForward(embed_dim, dropout)
 
     def forward(self, x: Tensor, pooled: Tensor) -> Tensor:
+        """x (B, N, D); pooled (B, N, D) per token or (B, D) for all tokens."""
         # (B, D) -> (B, 1, D) -> (B, N, D): the same pooled vector beside every token
-        broadcast = pooled.unsqueeze(1).expand(-1, x.shape[1], -1)
+        broadcast = pooled if pooled.ndim == 3 else pooled.unsqueeze(1).expand(-1, x.shape[1], -1)
         x = x + self.drop(self.mix(torch.cat([self.norm(x), broadcast], dim=-1)))
         return x + self.ff(self.norm_ff(x))
 
@@ -61,7 +75,8 @@ class TokenMixLayer(nn.Module):
 
 
 class _TokenModel(nn.Module):
-    """Shared satellite path: CNN tokens -> ``_fuse`` (per subclass) -> head/decoder."""
+    """Shared path: CNN tokens -> meteorology context -> ``_fuse`` (per subclass) -> transport
+    -> head/decoder."""
 
     uses_auxiliary = True
 
@@ -81,6 +96,8 @@ class _TokenModel(nn.Module):
         token_stride: int = 4,
         qk_norm: bool = True,
         max_time_steps: int = 48,
+        transport: bool = True,
+        decoder_channels: int = 32,
     ) -> None:
         super().__init__()
         for name, heads in (
@@ -99,6 +116,9 @@ class _TokenModel(nn.Module):
             satellite_in_channels, embed_dim, tuple(cnn_channels), token_stride
         )
         self.auxiliary_encoder: AuxiliaryEncoder | None = None
+        self.local_meteorology: LocalMeteorology | None = None
+        self.transport: Transport | None = None
+        self.calendar_proj: nn.Linear | None = None
         if self.uses_auxiliary:
             self.auxiliary_encoder = AuxiliaryEncoder(
                 auxiliary_feature_dim,
@@ -107,7 +127,16 @@ class _TokenModel(nn.Module):
                 auxiliary_heads,
                 dropout,
                 max_time_steps,
+                CALENDAR_DIM,
             )
+            self.local_meteorology = LocalMeteorology(auxiliary_feature_dim, embed_dim)
+            if transport:
+                self.transport = Transport(
+                    self.satellite_encoder.skip_channels, num_attention_heads
+                )
+                self.transport_gain = nn.Linear(embed_dim, num_attention_heads)
+        else:
+            self.calendar_proj = nn.Linear(CALENDAR_DIM, embed_dim)
         self.fusion_layers = self._build_fusion_layers(dropout, qk_norm)
         self.out_norm = nn.LayerNorm(embed_dim)
         self.head = PredictionHead(
@@ -115,6 +144,8 @@ class _TokenModel(nn.Module):
             head_hidden_dim,
             token_stride,
             skip_channels=self.satellite_encoder.skip_channels,
+            extra_channels=num_attention_heads if self.transport is not None else 0,
+            decoder_channels=decoder_channels,
         )
 
     def _build_fusion_layers(self, dropout: float, qk_norm: bool) -> nn.ModuleList:
@@ -123,7 +154,13 @@ class _TokenModel(nn.Module):
     def _fuse(
         self, tokens: Tensor, context: Tensor | None, return_attention: bool
     ) -> tuple[Tensor, Tensor | None]:
+        """(fused tokens (B, N, D), attention (B, layers, heads, N, T) or None)."""
         raise NotImplementedError
+
+    def _hour_weights(self, attention: Tensor | None, steps: int, grid: Tensor) -> Tensor:
+        """Transport weights over hours (B, heads, N, T) (override: uniform here)."""
+        batch, tokens = grid.shape[:2]
+        return grid.new_full((batch, self.num_attention_heads, tokens, steps), 1.0 / steps)
 
     def _check_inputs(self, sat: Tensor, aux: Tensor) -> None:
         if sat.ndim != 4 or sat.shape[1] != self.satellite_in_channels:
@@ -131,20 +168,42 @@ class _TokenModel(nn.Module):
                 f"satellite input must be (B, {self.satellite_in_channels}, H, W), "
                 f"got {tuple(sat.shape)}"
             )
-        if (
-            aux.ndim != 3
-            or aux.shape[0] != sat.shape[0]
-            or aux.shape[2] != self.auxiliary_feature_dim
-        ):
+        local = aux.ndim == 5 and aux.shape[2] == self.auxiliary_feature_dim
+        series = aux.ndim == 3 and aux.shape[2] == self.auxiliary_feature_dim
+        if aux.shape[0] != sat.shape[0] or not (local or series):
             raise ValueError(
-                f"auxiliary input must be (B={sat.shape[0]}, T, {self.auxiliary_feature_dim}), "
-                f"got {tuple(aux.shape)}"
+                f"auxiliary input must be (B={sat.shape[0]}, T, {self.auxiliary_feature_dim}) "
+                f"or (B, T, {self.auxiliary_feature_dim}, mh, mw), got {tuple(aux.shape)}"
             )
 
+    @staticmethod
+    def _present(tensor: Tensor | None) -> bool:
+        return tensor is not None and tensor.numel() > 0 and tensor.ndim > 1 and tensor.shape[1] > 0
+
+    def _token_positions(self, affine: Tensor, grid_hw: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        """Met-block index positions (B, h, w) of the token centres."""
+        s = self.token_stride
+        h, w = grid_hw
+        centre = (s - 1) / 2.0  # token centre in cells from its first cell
+        rows = torch.arange(h, dtype=torch.float32, device=affine.device) * s + centre
+        cols = torch.arange(w, dtype=torch.float32, device=affine.device) * s + centre
+        a_i, b_i, a_j, b_j = (affine[:, k, None, None].float() for k in range(4))
+        return (
+            (a_i + b_i * rows[None, :, None]).expand(-1, h, w),
+            (a_j + b_j * cols[None, None, :]).expand(-1, h, w),
+        )
+
     def forward(
-        self, sat: Tensor, aux: Tensor, return_attention: bool = False
+        self,
+        sat: Tensor,
+        aux: Tensor,
+        wind: Tensor | None = None,
+        met_affine: Tensor | None = None,
+        calendar: Tensor | None = None,
+        return_attention: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
-        """sat (B, C, H, W), aux (B, T, F) -> (pred (B, H, W), attention or None).
+        """sat (B, C, H, W), aux (B, T, F, mh, mw) or (B, T, F) -> (pred (B, H, W), attention
+        or None); see the module docstring for the optional inputs.
 
         ``attention`` is (B, layers, heads, H/s * W/s, T), summing to 1 over T, when
         ``return_attention`` is set on the cross-modal model; None otherwise. H and W must be
@@ -153,17 +212,41 @@ class _TokenModel(nn.Module):
         self._check_inputs(sat, aux)
         height, width = sat.shape[-2:]
         s = self.token_stride
+        grid_hw = (height // s, width // s)
         tokens, skip = self.satellite_encoder(sat)  # (B, N, D), (B, C_skip, H, W)
-        context = self.auxiliary_encoder(aux) if self.auxiliary_encoder is not None else None
-        fused, attention = self._fuse(tokens, context, return_attention)  # (B, N, D)
-        pred = self.head(self.out_norm(fused), (height // s, width // s), skip)  # (B, H, W)
-        return pred, attention
+        has_calendar = self._present(calendar)
+        cal = calendar if has_calendar else None
+        local = aux.ndim == 5 and self._present(met_affine)
+        context: Tensor | None = None
+        if self.auxiliary_encoder is not None:
+            series = aux.mean(dim=(3, 4)) if aux.ndim == 5 else aux  # (B, T, F) tile mean
+            context = self.auxiliary_encoder(series, cal)  # (B, T, D)
+            if local:
+                assert self.local_meteorology is not None and met_affine is not None
+                rows, cols = self._token_positions(met_affine, grid_hw)
+                context = self.local_meteorology(aux, rows, cols, context)  # (B, N, T, D)
+        elif self.calendar_proj is not None and cal is not None:
+            tokens = tokens + self.calendar_proj(cal)[:, None]
+        needs_weights = return_attention or (self.transport is not None and local)
+        fused, attention = self._fuse(tokens, context, needs_weights)  # (B, N, D)
+        extra = None
+        if self.transport is not None and local and self._present(wind):
+            assert wind is not None and met_affine is not None
+            steps = wind.shape[1]
+            weights = self._hour_weights(attention, steps, fused)  # (B, heads, N, T)
+            weights = weights.reshape(*weights.shape[:2], *grid_hw, steps).permute(0, 1, 4, 2, 3)
+            gain = F.softplus(self.transport_gain(fused).float())  # (B, N, heads)
+            gain = gain.transpose(1, 2).reshape(gain.shape[0], -1, *grid_hw)  # (B, heads, h, w)
+            rows, cols = back_trajectories(wind, met_affine, height, width)  # (B, T, H, W)
+            extra = self.transport(skip, rows, cols, weights, gain)  # (B, heads, H, W)
+        pred = self.head(self.out_norm(fused), grid_hw, skip, extra)  # (B, H, W)
+        return pred, attention if return_attention else None
 
 
 class CrossModalNO2Predictor(_TokenModel):
     """The seed's model: satellite tokens (Q) attend to meteorology tokens (K, V).
 
-    Example (the seed's snippet)::
+    Example (the seed's snippet, tile-mean meteorology (B, T, F))::
 
         model = CrossModalNO2Predictor(satellite_in_channels=1, auxiliary_feature_dim=13,
                                        embed_dim=256, num_attention_heads=8,
@@ -189,9 +272,15 @@ class CrossModalNO2Predictor(_TokenModel):
         attention = torch.stack(maps, dim=1) if return_attention else None  # (B, L, h, N, T)
         return tokens, attention
 
+    def _hour_weights(self, attention: Tensor | None, steps: int, grid: Tensor) -> Tensor:
+        """The last layer's attention over hours (B, heads, N, T)."""
+        assert attention is not None
+        return attention[:, -1]
+
 
 class ConcatFusion(_TokenModel):
-    """Ablation: mean-pooled meteorology encoding concatenated to every token; no attention."""
+    """Ablation: each token's mean meteorology encoding (over hours) concatenated to it; no
+    attention; the transport weights every hour equally."""
 
     def _build_fusion_layers(self, dropout: float, qk_norm: bool) -> nn.ModuleList:
         return nn.ModuleList(
@@ -202,14 +291,15 @@ class ConcatFusion(_TokenModel):
         self, tokens: Tensor, context: Tensor | None, return_attention: bool
     ) -> tuple[Tensor, Tensor | None]:
         assert context is not None
-        pooled = context.mean(dim=1)  # (B, T, D) -> (B, D)
+        pooled = context.mean(dim=-2)  # (B, [N,] T, D) -> (B, [N,] D)
         for layer in self.fusion_layers:
             tokens = layer(tokens, pooled)
         return tokens, None
 
 
 class SatelliteOnly(_TokenModel):
-    """Ablation: no meteorology. ``aux`` is accepted (same interface) and ignored."""
+    """Ablation: no meteorology. ``aux`` (and the wind) are accepted (same interface) and
+    ignored; the calendar is added to every token."""
 
     uses_auxiliary = False
 
@@ -251,4 +341,6 @@ def build_model(
         head_hidden_dim=config.head_hidden_dim,
         token_stride=config.token_stride,
         qk_norm=config.qk_norm,
+        transport=config.transport,
+        decoder_channels=config.decoder_channels,
     )

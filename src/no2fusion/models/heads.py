@@ -1,9 +1,12 @@
-"""Prediction head: fused tokens -> one normalized NO2 value per grid cell.
+"""Prediction head: fused tokens -> one normalized NO2 value per grid cell, at full resolution.
 
-Sits in ``models/`` after the cross-modal attention. With token stride 1 it is the seed's MLP
-D -> 128 -> 1 per token. With stride ``s > 1`` the MLP's hidden layer (D -> 128) feeds a light
-decoder: a linear to ``s*s*c`` values per token, PixelShuffle back to full resolution (c
-channels), concatenation with the full-resolution CNN skip, a 3x3 conv, GELU and a 1x1 conv.
+Sits in ``models/`` after the cross-modal attention (and the transport). The token MLP
+(D -> hidden -> s*s*c) gives every token ``s x s`` cells of ``c`` decoder channels, which
+PixelShuffle puts back on the full grid (s = token stride; s = 1 is the seed's per-token MLP).
+A decoder then sees, per cell, those channels, the full-resolution skip features of the
+satellite CNN (sharp edges of sources and gaps) and any extra full-resolution channels (the
+transported sources, which draw the wind-shaped plumes): 3x3 conv, GELU, 3x3 conv, GELU, 1x1
+conv, added to channel 0 of the token values (a direct per-cell prediction, the short path).
 Output is in normalized NO2 space; the training layer inverts the normalization.
 """
 
@@ -15,7 +18,8 @@ from torch import Tensor, nn
 
 
 class PredictionHead(nn.Module):
-    """tokens (B, N, D) on an (H/s, W/s) grid [+ skip (B, C_skip, H, W)] -> (B, H, W)."""
+    """tokens (B, N, D) on an (H/s, W/s) grid + skip (B, C_skip, H, W) [+ extra (B, C_extra, H,
+    W)] -> (B, H, W)."""
 
     def __init__(
         self,
@@ -23,34 +27,49 @@ class PredictionHead(nn.Module):
         hidden_dim: int = 128,
         token_stride: int = 1,
         skip_channels: int = 0,
-        decoder_channels: int = 16,
+        extra_channels: int = 0,
+        decoder_channels: int = 32,
+        token_channels: int = 16,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.token_stride = token_stride
+        self.extra_channels = extra_channels
+        s = token_stride
         self.fc1 = nn.Linear(embed_dim, hidden_dim)
         self.drop = nn.Dropout(dropout)
-        s = token_stride
-        self.fc2 = nn.Linear(hidden_dim, 1 if s == 1 else s * s * decoder_channels)
-        self.shuffle: nn.PixelShuffle | None = None
-        if s > 1:
-            self.shuffle = nn.PixelShuffle(s)  # (B, s*s*c, h, w) -> (B, c, H, W)
-            self.fuse = nn.Conv2d(decoder_channels + skip_channels, decoder_channels, 3, padding=1)
-            self.out = nn.Conv2d(decoder_channels, 1, 1)
+        self.fc2 = nn.Linear(hidden_dim, s * s * token_channels)
+        self.shuffle = nn.PixelShuffle(s)  # (B, s*s*c, h, w) -> (B, c, H, W)
+        inputs = token_channels + skip_channels + extra_channels
+        self.decoder = nn.Sequential(
+            nn.Conv2d(inputs, decoder_channels, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(decoder_channels, decoder_channels, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(decoder_channels, 1, 1),
+        )
 
-    def forward(self, tokens: Tensor, grid_hw: tuple[int, int], skip: Tensor | None) -> Tensor:
-        """tokens (B, N, D), N = h*w, ``grid_hw`` = (h, w); skip (B, C, H, W) -> (B, H, W)."""
+    def forward(
+        self,
+        tokens: Tensor,
+        grid_hw: tuple[int, int],
+        skip: Tensor | None,
+        extra: Tensor | None = None,
+    ) -> Tensor:
+        """tokens (B, N, D), N = h*w, ``grid_hw`` = (h, w); skip (B, C, H, W); extra (B, E, H, W)
+        with E = ``extra_channels`` (zeros when None) -> (B, H, W)."""
         batch = tokens.shape[0]
         h, w = grid_hw
-        values = self.fc2(self.drop(F.gelu(self.fc1(tokens))))  # (B, N, 1) or (B, N, s*s*c)
-        if self.shuffle is None:
-            return values.view(batch, h, w)  # (B, N, 1) -> (B, H, W)
-        if skip is None:
-            raise ValueError("a strided head needs the full-resolution skip features")
+        values = self.fc2(self.drop(F.gelu(self.fc1(tokens))))  # (B, N, s*s*c)
         # (B, N, s*s*c) -> (B, h, w, s*s*c) -> (B, s*s*c, h, w) -> PixelShuffle (B, c, H, W)
-        patches = values.view(batch, h, w, -1).permute(0, 3, 1, 2)
-        upsampled = self.shuffle(patches)
-        fused = F.gelu(self.fuse(torch.cat([upsampled, skip.to(upsampled.dtype)], dim=1)))
-        # Channel 0 of the shuffled tokens is a direct per-cell prediction (the stride-1 head's
-        # linear path); the conv on [tokens, skip] adds a full-resolution correction.
-        return upsampled[:, 0] + self.out(fused)[:, 0]  # (B, H, W)
+        upsampled = self.shuffle(values.view(batch, h, w, -1).permute(0, 3, 1, 2))
+        parts = [upsampled]
+        if skip is not None:
+            parts.append(skip.to(upsampled.dtype))
+        if self.extra_channels:
+            if extra is None:
+                extra = upsampled.new_zeros(batch, self.extra_channels, *upsampled.shape[-2:])
+            parts.append(extra.to(upsampled.dtype))
+        # Channel 0 of the shuffled tokens is a direct per-cell prediction (the seed's per-token
+        # MLP output); the decoder adds the full-resolution correction from skip and extras.
+        return upsampled[:, 0] + self.decoder(torch.cat(parts, dim=1))[:, 0]  # (B, H, W)

@@ -2,7 +2,7 @@
 
 Sits in ``models/`` (after ``data/``, before ``training/``). Input is the normalized NO2 field
 with NaN already replaced by 0, its validity mask and optional static channels, (B, C, H, W).
-Stage 1 runs at full resolution (its output is the decoder's skip); with a token stride
+Stage 1 (two blocks) runs at full resolution (its output is the decoder's skip); with a token stride
 ``s > 1`` an ``s x s`` patch convolution then downsamples, and stages 2-4 run on the token grid
 (full-resolution convolutions with few channels are the least efficient work on a CPU).
 Every stage is a ``MultiScaleBlock``: parallel 3x3 / 5x5 / 7x7 convolutions (~10/30/70 km at
@@ -72,7 +72,10 @@ class SatelliteEncoder(nn.Module):
             raise ValueError(f"token_stride must be >= 1, got {token_stride}")
         self.token_stride = token_stride
         self.skip_channels = channels[0]
-        self.full_res = MultiScaleBlock(in_channels, channels[0])
+        # two full-resolution blocks: the decoder's skip sees 13 x 13 cells (sources, gaps)
+        self.full_res = nn.Sequential(
+            MultiScaleBlock(in_channels, channels[0]), MultiScaleBlock(channels[0], channels[0])
+        )
         self.patchify: nn.Module = (
             nn.Identity()
             if token_stride == 1

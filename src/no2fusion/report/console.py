@@ -53,6 +53,19 @@ def summary_lines(metrics: Metrics) -> list[str]:
         f"{row.spatial_correlation:<10.4f}"
         for row in metrics.summary.table
     ]
+    if metrics.truth is not None:
+        truth = metrics.truth
+        lines += [
+            "",
+            f"AGAINST THE NOISE-FREE TRUTH (observation-noise floor {truth.noise_floor_rmse:.2f}):",
+            RULE_40,
+            f"{'Model':<16}{'RMSE':<13}{'x floor':<10}{'explained':<10}",
+        ]
+        lines += [
+            f"{row.name:<16}{row.rmse:<13.6f}{row.rmse_over_floor:<10.2f}"
+            f"{row.explained_predictable_variance:<10.4f}"
+            for row in truth.rows
+        ]
     lines += ["", "VERDICTS:", RULE_40]
     lines += [
         f"  [{_STATE[v.passed]}] {v.criterion}: {v.statement}" for v in metrics.summary.verdicts

@@ -24,7 +24,8 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import nn
 
 from no2fusion.config import Config, config_from_dict
-from no2fusion.data.dataset import NO2TileDataset, Normalizers
+from no2fusion.data.arrays import Normalizers
+from no2fusion.data.dataset import NO2TileDataset
 from no2fusion.data.splits import Split
 from no2fusion.errors import InputFileError
 from no2fusion.files import atomic_path

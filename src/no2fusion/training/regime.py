@@ -3,15 +3,17 @@
 Sits in ``training/`` beside ``module.py``: ``train.py`` and the seed ``Trainer`` attach these
 callbacks. Phase 1 ("warmup", epochs ``0 .. warmup_epochs-1``) trains every parameter at
 ``warmup_lr``; phase 2 ("finetune", the next ``finetune_epochs``) uses ``finetune_lr`` for the
-attention and head and ``finetune_lr * encoder_lr_factor`` for the encoders, so the fusion
+attention and head and ``finetune_lr * encoder_lr_factor`` for the encoders (``lr_schedule:
+cosine`` decays each phase's LR along half a cosine over its batches instead), so the fusion
 adapts while the encoders move slowly (the seed's guard against attention collapse). Learning
-rates are a pure function of the epoch, so a resumed run gets exactly the schedule it would
-have had. Early stopping watches the validation loss in phase 2 only (phase 1 is short and
+rates are a pure function of the epoch (and batch), so a resumed run gets exactly the schedule
+it would have had. Early stopping watches the validation loss in phase 2 only (phase 1 is short and
 deliberately aggressive).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -48,14 +50,30 @@ def phase_of(epoch: int, config: TrainingConfig) -> str:
     return "warmup" if epoch < config.warmup_epochs else "finetune"
 
 
-def learning_rates(epoch: int, config: TrainingConfig) -> dict[str, float]:
-    """LR of each parameter group in ``epoch``."""
+def _cosine(start: float, end: float, fraction: float) -> float:
+    """From ``start`` (fraction 0) to ``end`` (fraction 1) along half a cosine."""
+    return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * min(max(fraction, 0.0), 1.0)))
+
+
+def learning_rates(epoch: int, config: TrainingConfig, progress: float = 0.0) -> dict[str, float]:
+    """LR of each parameter group at ``progress`` (0 <= progress < 1, the fraction of the
+    epoch's batches done) through ``epoch``.
+
+    ``lr_schedule: constant``: the phase's LR throughout it. ``cosine``: phase 1 decays from
+    ``warmup_lr`` to ``finetune_lr`` and phase 2 from ``finetune_lr`` to a tenth of it, along
+    half a cosine over the phase's batches (encoders x ``encoder_lr_factor`` in phase 2).
+    """
     if phase_of(epoch, config) == "warmup":
-        return {ENCODERS: config.warmup_lr, FUSION_HEAD: config.warmup_lr}
-    return {
-        ENCODERS: config.finetune_lr * config.encoder_lr_factor,
-        FUSION_HEAD: config.finetune_lr,
-    }
+        rate = config.warmup_lr
+        if config.lr_schedule == "cosine":
+            fraction = (epoch + progress) / config.warmup_epochs
+            rate = _cosine(config.warmup_lr, config.finetune_lr, fraction)
+        return {ENCODERS: rate, FUSION_HEAD: rate}
+    rate = config.finetune_lr
+    if config.lr_schedule == "cosine" and config.finetune_epochs > 0:
+        fraction = (epoch - config.warmup_epochs + progress) / config.finetune_epochs
+        rate = _cosine(config.finetune_lr, 0.1 * config.finetune_lr, fraction)
+    return {ENCODERS: rate * config.encoder_lr_factor, FUSION_HEAD: rate}
 
 
 def apply_learning_rates(param_groups: Iterable[dict[str, Any]], rates: dict[str, float]) -> None:
@@ -65,10 +83,22 @@ def apply_learning_rates(param_groups: Iterable[dict[str, Any]], rates: dict[str
 
 
 class WarmStartSchedule(Callback):
-    """Sets each group's LR at the start of every training epoch and logs it (``lr_<group>``)."""
+    """Sets each group's LR at the start of every training epoch and logs it (``lr_<group>``);
+    with ``lr_schedule: cosine`` also before every batch."""
 
     def __init__(self, config: TrainingConfig) -> None:
         self.config = config
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if self.config.lr_schedule != "cosine":
+            return
+        batches = trainer.num_training_batches
+        progress = batch_idx / batches if isinstance(batches, int) and batches > 0 else 0.0
+        rates = learning_rates(trainer.current_epoch, self.config, progress)
+        for optimizer in trainer.optimizers:
+            apply_learning_rates(optimizer.param_groups, rates)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         rates = learning_rates(trainer.current_epoch, self.config)

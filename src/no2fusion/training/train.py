@@ -34,8 +34,8 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressB
 from lightning.pytorch.loggers import CSVLogger
 
 from no2fusion.config import Config, TrainingConfig, dump_config
+from no2fusion.data.arrays import Normalizers
 from no2fusion.data.datamodule import NO2DataModule
-from no2fusion.data.dataset import Normalizers
 from no2fusion.data.splits import Split
 from no2fusion.errors import ConfigError
 from no2fusion.files import atomic_path
@@ -106,6 +106,10 @@ def lightning_trainer(
     overrides ``config.strategy`` (e.g. a ``DDPStrategy`` object).
     """
     device = device_type(config)
+    # Deterministic algorithms also fill every new tensor with NaN by default (a debugging aid
+    # against reads of uninitialized memory, not needed for reproducibility): that fill cost
+    # more than half of a CPU training step of the demo model.
+    torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
     all_callbacks: list[Callback] = [WarmStartSchedule(config), FinetuneEarlyStopping(config)]
     if checkpoint_dir is not None:
         all_callbacks.append(
