@@ -147,7 +147,12 @@ def run(args: argparse.Namespace) -> int:
             linked = sources_for_days(args.sources, required, window, Path(tmp))
             cube_path = Path(tmp) / "cube.zarr"
             report = build_cube(
-                linked, cube_path, grid, config.pipeline, progress=not args.no_progress
+                linked,
+                cube_path,
+                grid,
+                config.pipeline,
+                progress=not args.no_progress,
+                min_time_coverage=0.0,  # check_days_built names the needed days itself
             )
             check_days_built(report, target, lead)
             cube = open_cube(cube_path)

@@ -23,6 +23,7 @@ import xarray as xr
 from numpy.typing import NDArray
 
 from no2fusion.errors import CubeSchemaError
+from no2fusion.grid import edges_from_centres
 from no2fusion.io.cube_schema import (
     CUBE_VARIABLES,
     OPTIONAL_VARIABLES,
@@ -31,6 +32,8 @@ from no2fusion.io.cube_schema import (
     open_store,
 )
 from no2fusion.vocab import FEATURES, MET_VARIABLES, VARIABLES
+
+ERA5_SPACING_DEG = 0.25  # a met axis of a single cell: ERA5's native spacing
 
 _LONG_NAMES: dict[str, str] = {
     "no2": "tropospheric NO2 vertical column, QA-filtered, area-weighted",
@@ -80,13 +83,8 @@ class CubeLayout:
         }
 
 
-def _edges_from_centres(centres: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Cell edges (n+1,) from regularly or irregularly spaced centres (n,), midpoints inside."""
-    c = np.asarray(centres, dtype=np.float64)
-    if c.size == 1:
-        return np.array([c[0] - 0.125, c[0] + 0.125])
-    mid = 0.5 * (c[:-1] + c[1:])
-    return np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
+def _met_bounds(centres: NDArray[np.float64]) -> NDArray[np.float64]:
+    return _bounds(edges_from_centres(centres, ERA5_SPACING_DEG))  # (n, 2)
 
 
 def _bounds(edges: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -130,8 +128,8 @@ def _template(
         "cell_area": (("lat", "lon"), np.asarray(cell_area, dtype=np.float64)),
         "lat_bounds": (("lat", "bounds"), _bounds(layout.lat_edges)),
         "lon_bounds": (("lon", "bounds"), _bounds(layout.lon_edges)),
-        "met_lat_bounds": (("met_lat", "bounds"), _bounds(_edges_from_centres(layout.met_lat))),
-        "met_lon_bounds": (("met_lon", "bounds"), _bounds(_edges_from_centres(layout.met_lon))),
+        "met_lat_bounds": (("met_lat", "bounds"), _met_bounds(layout.met_lat)),
+        "met_lon_bounds": (("met_lon", "bounds"), _met_bounds(layout.met_lon)),
     }
     if layout.with_truth:
         data["no2_truth"] = (field, lazy((t, *grid2), np.nan, np.float32))

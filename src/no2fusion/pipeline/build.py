@@ -150,8 +150,12 @@ def build_cube(
     *,
     scheduler: str | None = None,
     progress: bool = True,
+    min_time_coverage: float = MIN_TIME_COVERAGE,
 ) -> BuildReport:
     """Build (or complete) the cube at ``out`` from ``sources``; see the module docstring.
+
+    ``min_time_coverage``: the fraction of the days whose overpass window ERA5 must cover (else
+    nothing is written); ``no2fusion predict`` passes 0 and names the days it needs itself.
 
     Returns the ``BuildReport`` (also written to ``<out stem>.report.json``).
 
@@ -174,7 +178,7 @@ def build_cube(
     if not by_day:
         raise NoDataError("no TROPOMI file with a valid S5P L2 NO2 name", sources / "tropomi")
     with DayRunner(scheduler, pipeline.workers, progress) as runner:
-        _build(runner, found, by_day, out, grid, pipeline, report)
+        _build(runner, found, by_day, out, grid, pipeline, report, min_time_coverage)
     report.seconds = time.perf_counter() - started
     update_cube_attrs(out, {"build_report": json.dumps(report.summary())})
     report.save(report_path(out))
@@ -189,6 +193,7 @@ def _build(
     grid: Grid,
     pipeline: PipelineConfig,
     report: BuildReport,
+    min_time_coverage: float,
 ) -> None:
     """The stages of ``build_cube`` after the sources are found (fills ``report``)."""
     sources = Path(report.sources)
@@ -280,7 +285,9 @@ def _build(
         raise NoDataError(_nothing_usable(gridded, len(report.rejected)), sources / "tropomi")
 
     # ERA5 must cover the overpass windows: checked for all days before writing anything -----
-    ready = _with_meteorology(ready, met["time"].values, pipeline, sources / "era5")
+    ready = _with_meteorology(
+        ready, met["time"].values, pipeline, sources / "era5", min_time_coverage
+    )
 
     attrs = {
         "title": "no2fusion analysis-ready NO2 + ERA5 datacube",
@@ -365,10 +372,14 @@ def _build(
 
 
 def _with_meteorology(
-    ready: list[GriddedDay], met_times: NDArray[np.datetime64], pipeline: PipelineConfig, era5: Path
+    ready: list[GriddedDay],
+    met_times: NDArray[np.datetime64],
+    pipeline: PipelineConfig,
+    era5: Path,
+    min_coverage: float,
 ) -> list[GriddedDay]:
-    """The days whose overpass window ERA5 covers. When it covers fewer than
-    ``MIN_TIME_COVERAGE`` of them, a ``NoDataError`` naming the first gap (nothing is written);
+    """The days whose overpass window ERA5 covers. When it covers fewer than ``min_coverage``
+    of them, a ``NoDataError`` naming the first gap (nothing is written);
     else the others become ``no_met`` days, with a warning giving the fraction."""
     aligner = TemporalAligner(
         pipeline.align.window_hours, pipeline.align.method, pipeline.align.steps
@@ -387,7 +398,7 @@ def _with_meteorology(
     if not failures:
         return covered
     fraction = len(covered) / len(ready)
-    if fraction < MIN_TIME_COVERAGE:
+    if fraction < min_coverage or not covered:
         more = f" (and {len(failures) - 1} more day(s))" if len(failures) > 1 else ""
         raise NoDataError(
             f"{failures[0]}{more}; ERA5 covers the overpass windows of {len(covered)} of "
