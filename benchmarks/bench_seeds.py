@@ -41,12 +41,18 @@ KINDS = ("cross_modal", "concat", "satellite_only")
 
 
 def run_seed(
-    seed: int, cube: Path, output: Path, config_name: str, overrides: dict[str, object]
+    seed: int,
+    cube: Path,
+    output: Path,
+    config_name: str,
+    overrides: dict[str, object],
+    kinds: tuple[str, ...] = KINDS,
 ) -> Metrics:
-    """Train the three models with training seed ``seed`` and evaluate them together."""
+    """Train the models (``kinds``, cross_modal first) with training seed ``seed`` and evaluate
+    them together."""
     out = output / f"seed{seed}"
     checkpoints: dict[str, Path] = {}
-    for kind in KINDS:
+    for kind in kinds:
         config = load_config(config_name, {**overrides, "seed": seed, "model.kind": kind})
         started = time.perf_counter()
         result = train_model(config, cube, out / kind, progress_bar=False)
@@ -79,6 +85,13 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--table-only", action="store_true")
     parser.add_argument(
+        "--kinds",
+        nargs="+",
+        choices=KINDS,
+        default=list(KINDS),
+        help="models to train (cross_modal is always trained)",
+    )
+    parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -106,7 +119,8 @@ def main() -> int:
                 continue
             metrics = Metrics.read(path)
         else:
-            metrics = run_seed(seed, args.cube, args.output, args.config, overrides)
+            kinds = ("cross_modal", *(k for k in args.kinds if k != "cross_modal"))
+            metrics = run_seed(seed, args.cube, args.output, args.config, overrides, kinds)
         rows[seed] = margins(metrics)
     keys = sorted({key for row in rows.values() for key in row})
     print("| seed | " + " | ".join(keys) + " |")

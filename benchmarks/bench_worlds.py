@@ -80,8 +80,9 @@ def table(output: Path, names: list[str]) -> str:
     """A markdown table of the worlds' metrics.json."""
     header = (
         "| world | RMSE obs | RMSE truth | floor | truth / floor | vs LightGBM | vs concat "
-        "| vs sat-only | urban R2 | industrial R2 | baselines win in |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|"
+        "| vs sat-only | vs persistence (obs / truth) | urban R2 | industrial R2 "
+        "| baselines win in | minutes |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [header]
     for name in names:
@@ -94,6 +95,9 @@ def table(output: Path, names: list[str]) -> str:
         truth = metrics.truth
         truth_rmse = float(truth.model.rmse) if truth else float("nan")
         floor = float(truth.noise_floor_rmse) if truth else float("nan")
+        truth_rows = {row.name: float(row.rmse) for row in truth.rows} if truth else {}
+        persistence_truth = truth_rows.get("persistence", float("nan"))
+        minutes = sum(metrics.timings_seconds.values()) / 60
         region = metrics.breakdowns.region
         urban, industrial = (
             float(region[k].r2) if k in region else float("nan") for k in ("urban", "industrial")
@@ -103,7 +107,10 @@ def table(output: Path, names: list[str]) -> str:
             f"| {_margin(rmse, baselines.get('lightgbm', float('nan')))} "
             f"| {_margin(rmse, baselines.get('concat', float('nan')))} "
             f"| {_margin(rmse, baselines.get('satellite_only', float('nan')))} "
-            f"| {urban:.2f} | {industrial:.2f} | {', '.join(metrics.summary.not_winning) or '-'} |"
+            f"| {_margin(rmse, baselines.get('persistence', float('nan')))} / "
+            f"{_margin(truth_rmse, persistence_truth)} "
+            f"| {urban:.2f} | {industrial:.2f} | {'; '.join(metrics.summary.not_winning) or '-'} "
+            f"| {minutes:.1f} |"
         )
     return "\n".join(lines)
 
