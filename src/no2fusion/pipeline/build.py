@@ -28,6 +28,11 @@ Flow (dask-parallel over days; local processes, or a ``distributed`` cluster by 
 Normalization is not applied here (training fits it on its own split). The per-day work of
 both passes is ``days.py``, the parallel map ``runner.py``, region classes and the truth file
 ``region.py``.
+
+Why this module is long (a little above the project's ~450 lines): it is the build's stage order
+and its checks between stages (bad files, ERA5 coverage of the overpass windows, an existing
+store's layout), which must read in sequence; the per-day work already lives in the modules
+above.
 """
 
 from __future__ import annotations
