@@ -67,11 +67,16 @@ def trailing_composite(fields: NDArray[np.floating]) -> tuple[F32, F32]:
     return mean.astype(np.float32), (count / max(values.shape[0], 1)).astype(np.float32)
 
 
+def weekday_of(day: np.datetime64 | NDArray[np.datetime64]) -> int:
+    """The weekday of ``day``, Monday = 0."""
+    days_since_epoch = int(np.asarray(day, dtype="datetime64[D]").astype(np.int64))
+    return (days_since_epoch + 3) % WEEKDAYS  # 1970-01-01 was a Thursday
+
+
 def weekday_one_hot(day: np.datetime64) -> F32:
     """(7,) float32 one-hot of the weekday of ``day`` (Monday = 0)."""
-    days_since_epoch = int(np.asarray(day, dtype="datetime64[D]").astype(np.int64))
     out = np.zeros(WEEKDAYS, dtype=np.float32)
-    out[(days_since_epoch + 3) % WEEKDAYS] = 1.0  # 1970-01-01 was a Thursday
+    out[weekday_of(day)] = 1.0
     return out
 
 

@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from no2fusion.data.dataset import DayInputs, NO2TileDataset
-from no2fusion.data.inputs import WEEKDAYS
+from no2fusion.data.inputs import weekday_of
 from no2fusion.vocab import FEATURES
 
 F32 = NDArray[np.float32]
@@ -111,7 +111,7 @@ class DayFeatures:
         target_day = np.asarray(arrays.times[day.target_index], dtype="datetime64[D]")
         day_of_year = float((target_day - target_day.astype("datetime64[Y]")).astype(int)) + 1.0
         angle = 2 * np.pi * day_of_year / 365.25
-        weekday = (int(target_day.astype(np.int64)) + 3) % WEEKDAYS  # Monday = 0
+        weekday = weekday_of(target_day)
         shape = x.shape
         planes = [
             x,
