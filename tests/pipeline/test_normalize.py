@@ -110,3 +110,16 @@ def test_inverse_of_transform_is_identity_within_clip_range(
     np.testing.assert_allclose(back[inside], x[inside], rtol=1e-9, atol=1e-9 * scale)
     # outside the clip range the clipped transform lands exactly on a bound
     assert np.all(np.isin(norm.transform(x)[~inside], [-10.0, 10.0]))
+
+
+def test_same_statistics_compares_values_not_objects() -> None:
+    """Two normalizers fitted on the same data apply the same transform (the feature cache is
+    shared between them); other data or another clip range do not."""
+    data = np.arange(40.0).reshape(10, 4)
+    first = RobustNormalizer().fit(data, axis=0)
+    second = RobustNormalizer().fit(data.copy(), axis=0)
+    assert first is not second and first.same_statistics(second)
+    assert not first.same_statistics(RobustNormalizer().fit(data + 1.0, axis=0))
+    assert not first.same_statistics(RobustNormalizer((-5.0, 5.0)).fit(data, axis=0))
+    assert not first.same_statistics(RobustNormalizer())  # not fitted
+    np.testing.assert_array_equal(first.transform(data), (data - first.median_) / first.iqr_)

@@ -64,6 +64,16 @@ class RobustNormalizer:
         self.axis_ = axis
         return self
 
+    def same_statistics(self, other: RobustNormalizer) -> bool:
+        """True when ``other`` applies exactly the same transform (equal median, IQR and clip
+        range), e.g. the normalizers of two checkpoints fitted on the same training days."""
+        if other is self:
+            return True
+        if not (self.fitted and other.fitted) or self.clip_range != other.clip_range:
+            return False
+        mine, theirs = self._stats(), other._stats()
+        return all(np.array_equal(a, b) for a, b in zip(mine, theirs, strict=True))
+
     @property
     def fitted(self) -> bool:
         return self.median_ is not None and self.iqr_ is not None
@@ -83,9 +93,12 @@ class RobustNormalizer:
         median, iqr = self._stats()
         values = np.asarray(data)
         dtype = values.dtype if np.issubdtype(values.dtype, np.floating) else np.float64
-        out = (values.astype(np.float64) - median) / iqr
+        # in place on one float64 copy: the same values as (x - m) / iqr, without temporaries
+        out = np.array(values, dtype=np.float64)
+        out -= median
+        out /= iqr
         if clip:
-            out = np.clip(out, *self.clip_range)
+            np.clip(out, *self.clip_range, out=out)
         return out.astype(dtype, copy=False)
 
     def inverse_transform(self, data: NDArray[Any]) -> NDArray[Any]:
@@ -93,7 +106,10 @@ class RobustNormalizer:
         median, iqr = self._stats()
         values = np.asarray(data)
         dtype = values.dtype if np.issubdtype(values.dtype, np.floating) else np.float64
-        return (values.astype(np.float64) * iqr + median).astype(dtype, copy=False)
+        out = np.array(values, dtype=np.float64)
+        out *= iqr
+        out += median
+        return out.astype(dtype, copy=False)
 
     def fit_transform(
         self, data: NDArray[Any], axis: Axis = None, clip: bool = True
