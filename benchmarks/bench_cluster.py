@@ -36,11 +36,11 @@ REPO = Path(__file__).resolve().parents[1]
 CLI = str(Path(sys.executable).with_name("no2fusion"))
 
 
-def timed(command: list[str], log: Path, env: dict[str, str] | None = None) -> float:
+def timed(command: list[str], log: Path) -> float:
     """Wall seconds of ``command`` (its output into ``log``); exits on failure."""
     started = time.perf_counter()
     with log.open("w") as handle:
-        code = subprocess.call(command, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT, env=env)
+        code = subprocess.call(command, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT)
     seconds = time.perf_counter() - started
     if code != 0:
         raise SystemExit(f"{' '.join(command)} failed with {code}; see {log}")
@@ -85,7 +85,7 @@ def train_seconds(cube: Path, out: Path, devices: int, batches: int, log: Path) 
         "training.limit_val_batches=1",
     ):
         command += ["--set", setting]
-    return timed(command + ["--no-progress"], log, dict(os.environ))
+    return timed(command + ["--no-progress"], log)
 
 
 def ddp_throughput(work: Path, cube: Path, batches: tuple[int, int], batch_size: int) -> list:
@@ -93,7 +93,9 @@ def ddp_throughput(work: Path, cube: Path, batches: tuple[int, int], batch_size:
     short, long = batches
     for devices in (1, 2):
         seconds = [
-            train_seconds(cube, work / f"train_{devices}_{n}", devices, n, work / f"train_{n}.log")
+            train_seconds(
+                cube, work / f"train_{devices}_{n}", devices, n, work / f"train_{devices}_{n}.log"
+            )
             for n in (short, long)
         ]
         rate = devices * batch_size * (long - short) / (seconds[1] - seconds[0])

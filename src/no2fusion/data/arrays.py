@@ -114,15 +114,10 @@ def _centres(edges: NDArray[np.float64]) -> NDArray[np.float64]:
 
 
 def _stored_features(raw: F32, normalizer: RobustNormalizer) -> NDArray[np.float16]:
-    """Raw features (..., F) -> what the cache holds: normalized, clipped, NaN -> 0, float16.
-    Computed in place in float32 (the result is float16, so float64 would buy nothing)."""
-    assert normalizer.median_ is not None and normalizer.iqr_ is not None
-    values = np.array(raw, dtype=np.float32)
-    values -= normalizer.median_.astype(np.float32)
-    values /= normalizer.iqr_.astype(np.float32)
-    np.clip(values, *normalizer.clip_range, out=values)
-    np.nan_to_num(values, copy=False)
-    return values.astype(np.float16)
+    """Raw features (..., F) -> what the cache holds: normalized, clipped, NaN -> 0, float16
+    (computed in float32: float64 would buy nothing at float16)."""
+    values = normalizer.transform(raw, clip=True, compute_dtype=np.float32)
+    return np.nan_to_num(values, copy=False).astype(np.float16)
 
 
 class CubeArrays:
@@ -216,9 +211,7 @@ class CubeArrays:
             return None
         # keyed by the statistics, not the object: the checkpoints of one run (cross_modal and
         # its baselines) carry equal normalizers, and evaluation alternates between them
-        if self._cache is None or not (
-            self._cache_for is not None and self._cache_for.same_statistics(normalizer)
-        ):
+        if self._cache_for is None or not self._cache_for.same_statistics(normalizer):
             n_time = self.times.size
             cache = np.empty(self._features_lazy.shape, dtype=np.float16)
             for start in range(0, n_time, _CACHE_CHUNK_DAYS):
@@ -241,13 +234,11 @@ class CubeArrays:
             raw = self.raw_features(np.array([t]), block.lat_index, block.lon_index)[0]
             stored = _stored_features(raw, normalizer)
         normalized = stored.astype(np.float32)
-        assert normalizer.median_ is not None and normalizer.iqr_ is not None
-        median = np.broadcast_to(normalizer.median_, (self.n_features,))
-        iqr = np.broadcast_to(normalizer.iqr_, (self.n_features,))
-        wind = []
-        for k in (_U, _V):  # raw wind (within the clip range): the inverse of feature k only
-            raw = (normalized[..., k].astype(np.float64) * iqr[k] + median[k]).astype(np.float32)
-            wind.append(np.nan_to_num(raw * REFERENCE_WIND_M_S).astype(np.float32))
+        # raw wind (within the clip range): the inverse of the two wind features only
+        restored = normalizer.inverse_transform(normalized[..., [_U, _V]], features=[_U, _V])
+        wind = [
+            np.nan_to_num(restored[..., k] * REFERENCE_WIND_M_S).astype(np.float32) for k in (0, 1)
+        ]
         return normalized, wind[0], wind[1]
 
 

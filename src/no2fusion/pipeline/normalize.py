@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,26 +85,37 @@ class RobustNormalizer:
         return self.median_, self.iqr_
 
     # ------------------------------------------------------------------ applying
-    def transform(self, data: NDArray[Any], clip: bool = True) -> NDArray[Any]:
+    def transform(
+        self, data: NDArray[Any], clip: bool = True, compute_dtype: type = np.float64
+    ) -> NDArray[Any]:
         """``(x - median) / iqr``; clipped to ``clip_range`` when ``clip`` (inputs only).
 
         Targets must use ``clip=False`` (see the module docstring). NaN stays NaN. The result
-        keeps a floating input's dtype (float64 otherwise).
+        keeps a floating input's dtype (float64 otherwise). ``compute_dtype`` is the precision
+        of the arithmetic (float32 where the result is stored coarser anyway, e.g. float16).
         """
         median, iqr = self._stats()
         values = np.asarray(data)
         dtype = values.dtype if np.issubdtype(values.dtype, np.floating) else np.float64
-        # in place on one float64 copy: the same values as (x - m) / iqr, without temporaries
-        out = np.array(values, dtype=np.float64)
-        out -= median
-        out /= iqr
+        # in place on one copy: the same values as (x - m) / iqr, without temporaries
+        out: NDArray[Any] = np.array(values, dtype=compute_dtype)
+        out -= median.astype(compute_dtype)
+        out /= iqr.astype(compute_dtype)
         if clip:
             np.clip(out, *self.clip_range, out=out)
         return out.astype(dtype, copy=False)
 
-    def inverse_transform(self, data: NDArray[Any]) -> NDArray[Any]:
-        """``z * iqr + median``: the exact inverse of the unclipped transform (no clipping)."""
+    def inverse_transform(
+        self, data: NDArray[Any], features: Sequence[int] | None = None
+    ) -> NDArray[Any]:
+        """``z * iqr + median``: the exact inverse of the unclipped transform (no clipping).
+
+        ``features``: ``data``'s last axis holds only these features (indices into per-feature
+        statistics of shape (F,)), e.g. the two wind components of a feature block."""
         median, iqr = self._stats()
+        if features is not None:
+            index = list(features)
+            median, iqr = median[..., index], iqr[..., index]
         values = np.asarray(data)
         dtype = values.dtype if np.issubdtype(values.dtype, np.floating) else np.float64
         out = np.array(values, dtype=np.float64)
