@@ -159,3 +159,35 @@ def test_main_py_console_has_the_seed_shape_without_library_chatter(tmp_path: Pa
         assert line in printed
     for chatter in ("GPU available", "Tip:", "LeafSpec", "skipped day "):
         assert chatter not in printed, chatter
+
+
+def test_a_run_reads_the_cube_once_for_its_trainings_and_evaluation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trainings of a run and its evaluation share one ``CubeArrays`` and one feature
+    cache (each used to open the cube and rebuild the cache: ~25 s per model on the demo)."""
+    from no2fusion.data.arrays import CubeArrays
+
+    opened: list[CubeArrays] = []
+    caches: set[int] = set()
+    original_init, original_cached = CubeArrays.__init__, CubeArrays._cached
+
+    def counting_init(self: CubeArrays, *args: object, **kwargs: object) -> None:
+        original_init(self, *args, **kwargs)  # type: ignore[arg-type]
+        opened.append(self)
+
+    def recording(self: CubeArrays, normalizer: object) -> object:
+        cache = original_cached(self, normalizer)  # type: ignore[arg-type]
+        if cache is not None:
+            caches.add(id(cache))
+        return cache
+
+    monkeypatch.setattr(CubeArrays, "__init__", counting_init)
+    monkeypatch.setattr(CubeArrays, "_cached", recording)
+    args = ["run", "--mode", "test", "--config", "test", "--output", str(tmp_path / "run")]
+    baselines = "evaluation.baselines=[persistence, climatology, concat]"
+    assert main([*args, "--set", baselines, "--no-progress"]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert "concat" in metrics["baselines"]  # two trainings and the evaluation ran
+    assert len(opened) == 1
+    assert len(caches) == 1

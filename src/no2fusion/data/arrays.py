@@ -23,9 +23,11 @@ import numpy as np
 import xarray as xr
 from numpy.typing import NDArray
 
+from no2fusion.config import DataConfig
 from no2fusion.data.inputs import MetBlock, fit_climatology
 from no2fusion.errors import CubeSchemaError
 from no2fusion.grid import edges_from_centres
+from no2fusion.io.cube import open_cube
 from no2fusion.pipeline.features import REFERENCE_WIND_M_S
 from no2fusion.pipeline.normalize import RobustNormalizer
 from no2fusion.vocab import FEATURES
@@ -126,7 +128,8 @@ class CubeArrays:
     Attributes: ``times`` (time,) datetime64[D]; ``no2`` (time, lat, lon) float32 umol m-2;
     ``region`` (lat, lon) int codes (evaluation breakdowns only, never an input);
     ``cell_area`` (lat, lon) m2; ascending cell centres ``lat``, ``lon``, ``met_lat``,
-    ``met_lon`` (degrees) and their edges.
+    ``met_lon`` (degrees) and their edges; ``dataset``, the opened cube itself (lazy: the
+    noise-free truth and the hourly wind are read from it only where evaluation needs them).
     """
 
     def __init__(
@@ -137,6 +140,7 @@ class CubeArrays:
         path: str | Path = "cube",
     ) -> None:
         self.path = Path(path)
+        self.dataset = cube
         self.times = np.asarray(cube["time"].values).astype("datetime64[D]")  # (n_time,)
         self.lat_edges = _edges(cube, "lat_bounds", "lat")
         self.lon_edges = _edges(cube, "lon_bounds", "lon")
@@ -164,6 +168,13 @@ class CubeArrays:
         self._day_index = {day: i for i, day in enumerate(self.times.tolist())}
 
     # ------------------------------------------------------------------ days
+
+    @classmethod
+    def open(cls, path: str | Path, memory: DataConfig) -> CubeArrays:
+        """Open the cube at ``path`` (schema-checked by ``io.cube.open_cube``) with the feature
+        cache budget of ``memory`` (``cache_in_memory``, ``cache_max_gb``)."""
+        return cls(open_cube(path), memory.cache_in_memory, memory.cache_max_gb * 1e9, path)
+
     def index_of(self, day: np.datetime64) -> int | None:
         """Index of a calendar day in ``times``, or None when the cube lacks it."""
         return self._day_index.get(np.asarray(day).astype("datetime64[D]").item())

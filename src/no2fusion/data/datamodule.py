@@ -21,7 +21,6 @@ from no2fusion.data.dataset import EpochSampler, NO2TileDataset
 from no2fusion.data.splits import Split, blocked_split
 from no2fusion.data.tiles import check_tile_fits
 from no2fusion.errors import NoDataError
-from no2fusion.io.cube import open_cube
 
 
 class NO2DataModule(pl.LightningDataModule):
@@ -33,6 +32,8 @@ class NO2DataModule(pl.LightningDataModule):
         clip_range: normalized-input clip range (``pipeline.clip_range``); targets never clipped.
         seed: seeds random crops, borrowed cloud masks and the shuffle order.
         split, normalizers: reuse these instead of computing them (resume, evaluation).
+        arrays: the cube's arrays already opened (``CubeArrays.open``): a run that trains
+            several models on one cube shares them, and with them the feature cache.
     """
 
     def __init__(
@@ -43,6 +44,7 @@ class NO2DataModule(pl.LightningDataModule):
         seed: int = 0,
         split: Split | None = None,
         normalizers: Normalizers | None = None,
+        arrays: CubeArrays | None = None,
     ) -> None:
         super().__init__()
         self.cube_path = Path(cube_path)
@@ -51,18 +53,15 @@ class NO2DataModule(pl.LightningDataModule):
         self.seed = seed
         self.split = split
         self.normalizers = normalizers
+        self._given_arrays = arrays
         self.arrays: CubeArrays | None = None
         self.datasets: dict[str, NO2TileDataset] = {}
 
     def setup(self, stage: str | None = None) -> None:
         if self.arrays is not None:
             return
-        cube = open_cube(self.cube_path)
-        n_lat, n_lon = int(cube.sizes["lat"]), int(cube.sizes["lon"])
-        check_tile_fits(self.config.tile_size, (n_lat, n_lon), str(self.cube_path))
-        arrays = CubeArrays(
-            cube, self.config.cache_in_memory, self.config.cache_max_gb * 1e9, self.cube_path
-        )
+        arrays = self._given_arrays or CubeArrays.open(self.cube_path, self.config)
+        check_tile_fits(self.config.tile_size, arrays.shape, str(self.cube_path))
         if self.split is None:
             try:
                 self.split = blocked_split(arrays.times, self.config.split)

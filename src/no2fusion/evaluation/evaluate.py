@@ -58,7 +58,6 @@ from no2fusion.evaluation.scoring import (
     truth_scores,
 )
 from no2fusion.files import atomic_path
-from no2fusion.io.cube import open_cube
 from no2fusion.training.checkpoint import check_satellite_channels
 from no2fusion.vocab import NO2_UNITS, UMOL_M2_TO_MOLEC_CM2
 
@@ -250,6 +249,7 @@ def evaluate_run(
     cube_path: str | Path,
     config: Config,
     log: Log = print,
+    arrays: CubeArrays | None = None,
 ) -> EvaluationResult:
     """Evaluate the cross-modal model of ``checkpoints["cross_modal"]`` and every baseline.
 
@@ -262,13 +262,15 @@ def evaluate_run(
             ``data`` section (``cache_in_memory``, ``cache_max_gb``: this machine's budget) are
             used; data, model, training settings and the seed come from the checkpoint, so the
             test split is cut exactly as in training.
+        arrays: the cube's arrays when already opened (``CubeArrays.open``; a run shares the
+            ones its trainings used, and their feature cache).
     """
     started, timer, evaluation = time.perf_counter(), PhaseTimer(log), config.evaluation
     main = load_model_run(checkpoints["cross_modal"])
     data, streams = main.config.data, SeedStreams(main.config.seed)
-    cube = open_cube(cube_path)
-    memory = config.data  # this machine's budget, not the training machine's
-    arrays = CubeArrays(cube, memory.cache_in_memory, memory.cache_max_gb * 1e9, cube_path)
+    # the memory budget is this machine's (config.data), not the training machine's
+    arrays = arrays or CubeArrays.open(cube_path, config.data)
+    cube = arrays.dataset
     settings = InferenceSettings.for_run(main.config)
     test_set = _test_set(arrays, main, streams.seed)
     test = SplitFields.of(test_set, test_set.evaluation_days())

@@ -34,7 +34,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressB
 from lightning.pytorch.loggers import CSVLogger
 
 from no2fusion.config import Config, TrainingConfig, dump_config
-from no2fusion.data.arrays import Normalizers
+from no2fusion.data.arrays import CubeArrays, Normalizers
 from no2fusion.data.datamodule import NO2DataModule
 from no2fusion.data.splits import Split
 from no2fusion.errors import ConfigError
@@ -173,6 +173,7 @@ def train_model(
     callbacks: Sequence[Callback] = (),
     progress_bar: bool = True,
     strategy: Any | None = None,
+    arrays: CubeArrays | None = None,
 ) -> TrainResult:
     """Train ``config.model`` on the cube at ``cube_path``; write into ``output_dir``.
 
@@ -180,6 +181,8 @@ def train_model(
     normalizers, optimizer state, epoch and RNG state), giving the weights an uninterrupted
     run would give. ``callbacks`` are extra Lightning callbacks; ``strategy`` overrides
     ``config.training.strategy`` (an object such as ``DDPStrategy(process_group_backend="gloo")``).
+    ``arrays``: the cube's arrays when already opened (``CubeArrays.open`` of ``cube_path``): the
+    trainings of one run share them and their feature cache.
 
     Raises ``CubeSchemaError`` (bad cube), ``NoDataError`` (too few days for the split, no
     valid target), ``ConfigError`` (tile larger than the domain, nothing to resume, resume with
@@ -203,7 +206,7 @@ def train_model(
 
     pl.seed_everything(config.seed, workers=True, verbose=False)
     datamodule = NO2DataModule(
-        cube_path, config.data, config.pipeline.clip_range, config.seed, split, normalizers
+        cube_path, config.data, config.pipeline.clip_range, config.seed, split, normalizers, arrays
     )
     datamodule.setup("fit")
     assert datamodule.split is not None and datamodule.normalizers is not None

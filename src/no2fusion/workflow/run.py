@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from no2fusion.config import Config, dump_config
+from no2fusion.data.arrays import CubeArrays
 from no2fusion.errors import ConfigError
 from no2fusion.evaluation.evaluate import evaluate_run, write_predictions
 from no2fusion.evaluation.results import Metrics
@@ -95,8 +96,9 @@ def history_lines(
     return lines
 
 
-def _train(steps: Steps, config: Config, cube: Path, kind: str, progress: bool) -> Path:
-    """Train one model kind (or reuse it); returns its best checkpoint."""
+def _train(steps: Steps, config: Config, arrays: CubeArrays, kind: str, progress: bool) -> Path:
+    """Train one model kind on the cube of ``arrays`` (or reuse it); returns its best
+    checkpoint."""
     out = steps.run_dir / "checkpoints" / kind
     best = best_checkpoint(steps.run_dir, kind)
     kind_config = config.model_copy(
@@ -110,7 +112,9 @@ def _train(steps: Steps, config: Config, cube: Path, kind: str, progress: bool) 
     steps.log(f"  {kind}: {'resuming' if resume else 'training'} -> {out}")
     result = steps.timed(
         f"train_{kind}",
-        lambda: train_model(kind_config, cube, out, resume=resume, progress_bar=progress),
+        lambda: train_model(
+            kind_config, arrays.path, out, resume=resume, progress_bar=progress, arrays=arrays
+        ),
     )
     training = config.training
     for line in history_lines(result.history, training.warmup_epochs, training.finetune_epochs):
@@ -123,9 +127,10 @@ def _train(steps: Steps, config: Config, cube: Path, kind: str, progress: bool) 
 
 def run_pipeline(
     steps: Steps, config: Config, progress: bool = True
-) -> tuple[Path, dict[str, Path]]:
+) -> tuple[CubeArrays, dict[str, Path]]:
     """simulate -> build -> train the cross-modal model and the neural baselines listed in
-    ``evaluation.baselines``; returns (cube, kind -> best checkpoint)."""
+    ``evaluation.baselines``; returns (the cube's arrays, kind -> best checkpoint). The
+    trainings share one ``CubeArrays`` (one read of the cube, one feature cache)."""
     run_dir = steps.run_dir
     dump_config(config, run_dir / "config.yaml")
     sources = run_dir / "sources"
@@ -165,6 +170,7 @@ def run_pipeline(
             steps.log(f"  {line}")
         steps.mark("build", stage_inputs(config, "build"), {"cube": str(cube)})
 
+    arrays = CubeArrays.open(cube, config.data)
     checkpoints: dict[str, Path] = {}
     wanted = ["cross_modal"] + [k for k in MODEL_KINDS[1:] if k in config.evaluation.baselines]
     for kind in wanted:
@@ -173,18 +179,25 @@ def run_pipeline(
             if kind == "cross_modal"
             else f"Training the {kind} baseline with the same regime"
         )
-        checkpoints[kind] = _train(steps, config, cube, kind, progress)
-    return cube, checkpoints
+        checkpoints[kind] = _train(steps, config, arrays, kind, progress)
+    return arrays, checkpoints
 
 
 def evaluate_and_report(
-    steps: Steps, config: Config, cube: Path, checkpoints: dict[str, Path]
+    steps: Steps,
+    config: Config,
+    cube: Path,
+    checkpoints: dict[str, Path],
+    arrays: CubeArrays | None = None,
 ) -> Metrics:
-    """Evaluate, write metrics.json / predictions.nc / figures / report.html into the run
-    directory, log the summary; returns the metrics."""
+    """Evaluate (on ``arrays`` when the run already opened the cube), write metrics.json /
+    predictions.nc / figures / report.html into the run directory, log the summary; returns
+    the metrics."""
     run_dir = steps.run_dir
     steps.header("Evaluation: metrics, baselines, breakdowns, ablation, robustness")
-    result = steps.timed("evaluate", lambda: evaluate_run(checkpoints, cube, config, steps.log))
+    result = steps.timed(
+        "evaluate", lambda: evaluate_run(checkpoints, cube, config, steps.log, arrays)
+    )
     write_predictions(result, run_dir / "predictions.nc")
     steps.header("Figures and report")
     figures = steps.timed("figures", lambda: write_figures(result, run_dir))
@@ -216,8 +229,10 @@ def run_workflow(
     run directory's checkpoints (or ``checkpoint`` on ``cube``) again."""
     run_dir.mkdir(parents=True, exist_ok=True)
     steps = Steps(run_dir, log)
+    arrays: CubeArrays | None = None
     if mode != "eval":
-        cube, checkpoints = run_pipeline(steps, config, progress)
+        arrays, checkpoints = run_pipeline(steps, config, progress)
+        cube = arrays.path
     elif checkpoint is not None:
         if cube is None:
             raise ConfigError("--mode eval with --checkpoint also needs --cube")
@@ -225,4 +240,4 @@ def run_workflow(
     else:
         checkpoints = find_checkpoints(run_dir)
         cube = cube or run_dir / "cube.zarr"
-    return evaluate_and_report(steps, config, cube, checkpoints)
+    return evaluate_and_report(steps, config, cube, checkpoints, arrays)
