@@ -228,7 +228,8 @@ def _concat_time(name: str, parts: list[xr.DataArray], folder: Path) -> xr.DataA
                 folder,
             )
     joined = xr.concat(parts, dim="time", join="exact") if len(parts) > 1 else parts[0]
-    joined = joined.sortby("time")
+    if np.any(np.diff(joined["time"].values) < np.timedelta64(0)):  # else no copy to sort
+        joined = joined.sortby("time")
     times = joined["time"].values
     when = duplicate_time_conflict(times, joined.values)
     if when is not None:
@@ -239,7 +240,7 @@ def _concat_time(name: str, parts: list[xr.DataArray], folder: Path) -> xr.DataA
             folder,
         )
     _, first = np.unique(times, return_index=True)
-    return joined.isel(time=first)
+    return joined if first.size == times.size else joined.isel(time=first)
 
 
 def read_era5(
@@ -284,14 +285,16 @@ def read_era5(
             continue
         for name in part.data_vars:
             per_variable.setdefault(str(name), []).append(part[name])
+    del parts  # the lists hold the only references: each variable's parts go once joined
     missing = [name for name in variables if name not in per_variable]
     if missing:
         raise InputFileError(
             f"ERA5 variable(s) {missing} not found in any of {len(files)} file(s)", files[0]
         )
     folder = files[0].parent
-    series = {
-        str(name): _concat_time(str(name), per_variable[str(name)], folder) for name in variables
+    series = {  # one variable at a time, so that only one is held twice (parts and joined)
+        str(name): _concat_time(str(name), per_variable.pop(str(name)), folder)
+        for name in variables
     }
     first = str(variables[0])
     for name, values in series.items():
