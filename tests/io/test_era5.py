@@ -11,7 +11,12 @@ import xarray as xr
 
 from no2fusion.errors import InputFileError, NoDataError
 from no2fusion.grid import BBox
-from no2fusion.io.era5 import read_era5, relative_humidity, saturation_vapour_pressure_water
+from no2fusion.io.era5 import (
+    read_era5,
+    relative_humidity,
+    saturation_vapour_pressure_water,
+    scan_era5,
+)
 from no2fusion.synth.writers import write_era5_month
 
 TIMES = np.arange(
@@ -104,6 +109,46 @@ def test_variables_split_over_files_and_months(tmp_path: Path) -> None:
     ds = read_era5(sorted(tmp_path.glob("*.nc")))
     assert ds.sizes["time"] == TIMES.size
     np.testing.assert_allclose(ds["u10"].values, f["u10"], rtol=1e-6, atol=1e-6)
+
+
+def test_a_scan_then_windows_read_what_read_era5_reads(tmp_path: Path) -> None:
+    """The build's path for long periods: ``scan_era5`` keeps only the axes; a window read
+    later holds exactly the steps ``read_era5`` has there, from the files that hold them."""
+    f = fields()
+    write_era5_month(tmp_path / "a.nc", TIMES[:5], LAT, LON, {k: v[:5] for k, v in f.items()})
+    write_era5_month(tmp_path / "b.nc", TIMES[3:], LAT, LON, {k: v[3:] for k, v in f.items()})
+    files = sorted(tmp_path.glob("*.nc"))
+    box = BBox(49.0, 51.0, 5.0, 8.0)
+    whole = read_era5(files, box, margin_deg=0.5)
+    index = scan_era5(files, box, margin_deg=0.5)
+    np.testing.assert_array_equal(index.times, whole["time"].values)
+    np.testing.assert_array_equal(index.lat, whole["lat"].values)
+    assert [(path.name, start, end) for path, start, end in index.spans] == [
+        ("a.nc", TIMES[0], TIMES[4]),
+        ("b.nc", TIMES[3], TIMES[-1]),
+    ]
+    for first, last in [(TIMES[0], TIMES[2]), (TIMES[2], TIMES[6]), (TIMES[6], TIMES[-1])]:
+        window = index.read_window(first, last)
+        expected = whole.sel(time=slice(first, last))
+        np.testing.assert_array_equal(window["time"].values, expected["time"].values)
+        for name in ("u10", "blh", "rh"):
+            np.testing.assert_array_equal(window[name].values, expected[name].values)
+    assert set(index.read_window(TIMES[0], TIMES[2])["source_file"].values) == {"a.nc"}
+
+
+def test_a_scan_finds_the_errors_read_era5_finds(tmp_path: Path) -> None:
+    f = fields()
+    write_era5_month(tmp_path / "a.nc", TIMES[:5], LAT, LON, {k: v[:5] for k, v in f.items()})
+    other = {k: v[3:] + (1.0 if k == "t2m" else 0.0) for k, v in f.items()}
+    write_era5_month(tmp_path / "b.nc", TIMES[3:], LAT, LON, other)  # overlap, other t2m
+    with pytest.raises(InputFileError, match="a.nc and b.nc with different values"):
+        scan_era5(sorted(tmp_path.glob("*.nc")))
+    nan = {k: v.copy() for k, v in f.items()}
+    nan["sp"][-1, 2, 2] = np.nan
+    (tmp_path / "b.nc").unlink()
+    write_era5_month(tmp_path / "a.nc", TIMES, LAT, LON, nan)
+    with pytest.raises(InputFileError, match="'sp' has NaN"):
+        scan_era5([tmp_path / "a.nc"])
 
 
 def test_unit_conversion_and_unknown_units(tmp_path: Path) -> None:

@@ -29,7 +29,9 @@ from no2fusion.errors import NoDataError
 from no2fusion.grid import Grid
 from no2fusion.io import cube_write
 from no2fusion.io.cube import check_cube_schema, completed_days, open_cube
-from no2fusion.pipeline.build import build_cube, derive_region
+from no2fusion.io.era5 import Era5Index
+from no2fusion.pipeline import build as build_module
+from no2fusion.pipeline.build import build_cube, derive_region, staging_path
 from no2fusion.pipeline.report import report_path
 from no2fusion.vocab import FEATURES
 
@@ -98,6 +100,7 @@ def test_report_and_region_without_truth(built: tuple[World, Path]) -> None:
     world, out = built
     report = json.loads(report_path(out).read_text())
     assert report["summary"]["days_written"] == 3
+    assert staging_path(out).parent == out.parent and not staging_path(out).exists()
     assert report["summary"]["pixels"]["kept"] == report["summary"]["pixels"]["pixels_total"] > 0
     assert all(day["coverage"] == 1.0 for day in report["days"])
     cube = open_cube(out)
@@ -145,6 +148,7 @@ def test_crash_mid_build_leaves_no_half_day(
     with pytest.raises(KeyboardInterrupt):
         build_cube(world.root, out, GRID, PIPELINE, progress=False)
     monkeypatch.undo()
+    assert not staging_path(out).exists()  # pass 1's staged days go with the failed build
     flags = completed_days(out)
     assert np.flatnonzero(flags).tolist() == flagged  # only the day whose flag was written
     visible = open_cube(out)
@@ -163,6 +167,32 @@ def test_parallel_processes_give_the_same_cube(built: tuple[World, Path], tmp_pa
     build_cube(world.root, other, GRID, PIPELINE.model_copy(update={"workers": 2}), progress=False)
     a, b = open_cube(out), open_cube(other)
     for name in ("no2", "features", "met_t2m", "overpass_time"):
+        np.testing.assert_array_equal(a[name].values, b[name].values)
+
+
+def test_era5_read_a_block_of_days_at_a_time_gives_the_same_cube(
+    built: tuple[World, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pass 2 reads ERA5 again one block of ``ERA5_BLOCK_DAYS`` days at a time (memory bounded
+    by the block, not the period): one-day blocks give the cube of the default blocks."""
+    world, out = built
+    reads = []
+    read_window = Era5Index.read_window
+
+    def counted(self: Era5Index, *args: object, **kwargs: object) -> xr.Dataset:
+        reads.append(args[:2])
+        return read_window(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Era5Index, "read_window", counted)
+    monkeypatch.setattr(build_module, "ERA5_BLOCK_DAYS", 1)
+    other = tmp_path / "blocks.zarr"
+    staging_path(other).mkdir()
+    (staging_path(other) / "day_000000.npz").write_bytes(b"left by a killed build")
+    build_cube(world.root, other, GRID, PIPELINE, progress=False)
+    assert len(reads) == 3  # three days, one block each
+    assert not staging_path(other).exists()  # a killed build's leftovers are cleared too
+    a, b = open_cube(out), open_cube(other)
+    for name in ("no2", "features", "met_t2m", "met_u10", "met_time", "overpass_time"):
         np.testing.assert_array_equal(a[name].values, b[name].values)
 
 

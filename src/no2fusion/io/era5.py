@@ -1,6 +1,6 @@
 """ERA5 single-level NetCDF reader: files as the CDS delivers them -> one canonical dataset.
 
-Sits in ``io/`` at the left of the flow: ``pipeline/build.py`` calls ``read_era5`` once per build
+Sits in ``io/`` at the left of the flow: ``pipeline/build.py`` scans the files once (``scan_era5``)
 and hands hourly slices of its result to ``pipeline/align.py``. ERA5 short names and unit strings
 stop here (``vocab.ERA5_NAMES``, ``vocab.ERA5_UNIT_ALIASES``); what leaves this module uses the
 canonical ids and units of ``vocab.VARIABLES``.
@@ -26,8 +26,10 @@ broken download, and silently averaging around it would bias the features).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -37,11 +39,10 @@ from no2fusion.errors import InputFileError, NoDataError
 from no2fusion.grid import BBox
 from no2fusion.io.checks import (
     check_axis,
-    check_domain_coverage,
     check_range,
     duplicate_time_conflict,
-    grid_difference,
 )
+from no2fusion.io.era5_files import Era5FileSummary, check_files, summarise
 from no2fusion.vocab import ERA5_NAMES, ERA5_UNIT_ALIASES, VARIABLES
 
 # Unit strings that need an actual conversion: source unit -> (canonical unit, scale, offset);
@@ -63,9 +64,7 @@ TETEN_A4_WATER_K = 32.19
 TETEN_T0_K = 273.16
 
 REQUIRED_VARIABLES: tuple[str, ...] = tuple(ERA5_NAMES.values())
-Mapper = Callable[
-    [Callable[[Path], "xr.Dataset | None"], Sequence[Path]], Sequence["xr.Dataset | None"]
-]
+Mapper = Callable[[Callable[[Path], Any], Sequence[Path]], Sequence[Any]]
 _TIME_NAMES = ("valid_time", "time")
 
 
@@ -125,10 +124,12 @@ def read_era5_file(
     bbox: BBox | None = None,
     margin_deg: float = 1.0,
     variables: Sequence[str] = REQUIRED_VARIABLES,
+    window: tuple[np.datetime64, np.datetime64] | None = None,
 ) -> xr.Dataset | None:
     """One file -> canonical (time, lat, lon) dataset (loaded, cropped, float32, canonical units)
-    of the wanted ``variables`` it holds; None if it holds none of them. ``rh`` is added by
-    ``read_era5`` after combining files."""
+    of the wanted ``variables`` it holds; None if it holds none of them. ``window`` (first,
+    last), UTC, inclusive: read only those time steps. ``rh`` is added after combining files.
+    Variables are read one at a time (a month of Europe is ~45 MB per variable)."""
     path = Path(path)
     needed = variables
     with _open(path) as raw:
@@ -156,6 +157,8 @@ def read_era5_file(
         ds = ds.assign_coords(lon=lon)
         _, first = np.unique(lon, return_index=True)
         ds = ds.isel(lon=np.sort(first)).sortby("lon").sortby("lat").sortby("time")
+        if window is not None:
+            ds = ds.sel(time=slice(*(np.asarray(when, "datetime64[ns]") for when in window)))
         if bbox is not None:
             ds = ds.sel(
                 lat=slice(bbox.lat_min - margin_deg, bbox.lat_max + margin_deg),
@@ -166,25 +169,27 @@ def read_era5_file(
         scales = {
             str(name): _canonical_units(path, str(name), ds[name].attrs.get("units")) for name in ds
         }
-        try:
-            ds = ds.load()
-        except (OSError, RuntimeError, ValueError) as error:
-            raise InputFileError(
-                f"cannot read data ({type(error).__name__}: {error})", path
-            ) from None
+        times = ds["time"].values
         out = {}
         for name, (scale, offset) in scales.items():
-            values = ds[name].values.astype(np.float64) * scale + offset
+            try:
+                raw_values = ds[name].values
+            except (OSError, RuntimeError, ValueError) as error:
+                raise InputFileError(
+                    f"cannot read data ({type(error).__name__}: {error})", path
+                ) from None
+            values = raw_values.astype(np.float64) * scale + offset
+            del raw_values
             bad = ~np.isfinite(values)
             if bad.any():
                 step = int(np.argwhere(bad)[0][0])
-                when = np.datetime_as_string(ds["time"].values[step], unit="h")
+                when = np.datetime_as_string(times[step], unit="h")
                 raise InputFileError(
                     f"variable '{name}' has NaN/inf values (first at {when} UTC) inside the domain",
                     path,
                 )
             check_range(path, name, values)  # t2m in degC labelled K, sp in hPa labelled Pa
-            when = duplicate_time_conflict(ds["time"].values, values)
+            when = duplicate_time_conflict(times, values)
             if when is not None:
                 raise InputFileError(
                     f"time {np.datetime_as_string(when, unit='h')} appears twice with different "
@@ -195,7 +200,7 @@ def read_era5_file(
         result = xr.Dataset(
             out,
             coords={
-                "time": ds["time"].values.astype("datetime64[ns]"),
+                "time": times.astype("datetime64[ns]"),
                 "lat": ds["lat"].values.astype(np.float64),
                 "lon": ds["lon"].values.astype(np.float64),
             },
@@ -208,39 +213,86 @@ def _attrs(name: str) -> dict[str, str]:
     return {"units": var.units, "long_name": var.long_name}
 
 
-def _grid(part: xr.DataArray) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    return part["lat"].values, part["lon"].values
+def summarise_era5_file(
+    path: Path,
+    bbox: BBox | None = None,
+    margin_deg: float = 1.0,
+    variables: Sequence[str] = REQUIRED_VARIABLES,
+) -> Era5FileSummary | None:
+    """``read_era5_file`` (every check of one file) reduced to its ``Era5FileSummary``: what a
+    scan of many files returns, so that no file's values are held beyond its own read."""
+    part = read_era5_file(path, bbox, margin_deg, variables)
+    return None if part is None else summarise(part)
 
 
-def _source(part: xr.DataArray) -> str:
-    return str(part["source_file"].values[0]) if part.sizes["time"] else "?"
+@dataclass(frozen=True)
+class Era5Index:
+    """ERA5 files checked against each other (``scan_era5``): the time steps every variable has,
+    the grid, and each file's first and last step, so that any window can be read later
+    (``read_window``) without reading the whole period."""
+
+    times: NDArray[np.datetime64]  # (time,) datetime64[ns], ascending, unique
+    lat: NDArray[np.float64]
+    lon: NDArray[np.float64]
+    spans: tuple[tuple[Path, np.datetime64, np.datetime64], ...]
+    bbox: BBox | None
+    margin_deg: float
+    variables: tuple[str, ...]
+
+    def read_window(
+        self, first: np.datetime64, last: np.datetime64, mapper: Mapper | None = None
+    ) -> xr.Dataset:
+        """The time steps ``first``..``last`` (inclusive, UTC) of every variable, as
+        ``read_era5`` returns them, reading only the files (and steps) of that window."""
+        files = [path for path, start, end in self.spans if start <= last and end >= first]
+        reader = partial(
+            read_era5_file,
+            bbox=self.bbox,
+            margin_deg=self.margin_deg,
+            variables=self.variables,
+            window=(first, last),
+        )
+        parts = list(map(reader, files)) if mapper is None else mapper(reader, files)
+        return _combine([p for p in parts if p is not None and p.sizes["time"]], self.variables)
 
 
-def _concat_time(name: str, parts: list[xr.DataArray], folder: Path) -> xr.DataArray:
-    """One variable's steps from several files along time: the files must share one grid, and
-    a step in more than one file must hold the same values in each (the first is kept)."""
-    for part in parts[1:]:
-        differs = grid_difference(_grid(parts[0]), _grid(part))
-        if differs:
-            raise InputFileError(
-                f"ERA5 files {_source(parts[0])} and {_source(part)} are on different grids "
-                f"({differs}); download all files on one grid",
-                folder,
-            )
+def _concat_time(parts: list[xr.DataArray]) -> xr.DataArray:
+    """One variable's steps from several files (checked by ``check_files``) along time,
+    ascending, each step once (the first file's)."""
     joined = xr.concat(parts, dim="time", join="exact") if len(parts) > 1 else parts[0]
     if np.any(np.diff(joined["time"].values) < np.timedelta64(0)):  # else no copy to sort
         joined = joined.sortby("time")
-    times = joined["time"].values
-    when = duplicate_time_conflict(times, joined.values)
-    if when is not None:
-        names = sorted(set(joined["source_file"].values[times == when].tolist()))
-        raise InputFileError(
-            f"time {np.datetime_as_string(when, unit='h')} of '{name}' is in "
-            f"{' and '.join(names)} with different values; remove one of the downloads",
-            folder,
-        )
-    _, first = np.unique(times, return_index=True)
-    return joined if first.size == times.size else joined.isel(time=first)
+    _, first = np.unique(joined["time"].values, return_index=True)
+    return joined if first.size == joined.sizes["time"] else joined.isel(time=first)
+
+
+def _combine(parts: list[xr.Dataset], variables: Sequence[str]) -> xr.Dataset:
+    """Files checked by ``check_files`` -> one dataset of the steps every variable has, plus
+    ``rh``. Frees each variable's parts once joined, so only one variable is held twice."""
+    per_variable: dict[str, list[xr.DataArray]] = {}
+    for part in parts:
+        for name in part.data_vars:
+            per_variable.setdefault(str(name), []).append(part[name])
+    del parts  # the lists hold the only references: each variable's parts go once joined
+    series = [_concat_time(per_variable.pop(str(name))) for name in variables]
+    merged = xr.merge(
+        series,
+        join="inner",  # times: keep the steps every variable has; grids are equal (checked)
+        compat="override",
+        combine_attrs="drop",
+    )
+    for name in variables:
+        merged[name].attrs = _attrs(name)
+    if "t2m" in merged and "d2m" in merged:
+        t2m, d2m = merged["t2m"].values, merged["d2m"].values
+        rh = np.empty(t2m.shape, dtype=np.float32)
+        for start in range(0, t2m.shape[0], 744):  # a month of hours at a time: bounded memory
+            block = slice(start, start + 744)
+            rh[block] = relative_humidity(t2m[block], d2m[block])
+        merged["rh"] = (("time", "lat", "lon"), rh, _attrs("rh"))
+    merged["lat"].attrs = {"units": "degrees_north", "standard_name": "latitude"}
+    merged["lon"].attrs = {"units": "degrees_east", "standard_name": "longitude"}
+    return merged
 
 
 def read_era5(
@@ -264,75 +316,47 @@ def read_era5(
 
     Returns:
         Dataset with dims (time, lat, lon): the variables (float32, canonical units) plus ``rh``
-        (%), when t2m and d2m were read; see the module docstring.
+        (%), when t2m and d2m were read; see the module docstring. For a long period over a
+        large domain, ``scan_era5`` and ``Era5Index.read_window`` hold one window at a time.
 
     Raises:
         InputFileError: unreadable file, unknown units, NaN/inf values, values outside their
             plausible range (``vocab.VARIABLES``: wrong units), axes out of order, a time step
             twice with different values, grids that differ between files (naming both), or a
             variable found in no file.
-        NoDataError: no files, or an ERA5 grid that covers less than half the domain (a
-            partial cover above that is a warning with the fraction).
+        NoDataError: no files, no time step shared by the variables, or an ERA5 grid that
+            covers less than half the domain (a partial cover above that is a warning with the
+            fraction).
     """
     files = sorted(Path(p) for p in paths)
     if not files:
         raise NoDataError("no ERA5 files given")
     reader = partial(read_era5_file, bbox=bbox, margin_deg=margin_deg, variables=variables)
-    parts = list(map(reader, files)) if mapper is None else mapper(reader, files)
-    per_variable: dict[str, list[xr.DataArray]] = {}
-    for part in parts:
-        if part is None:
-            continue
-        for name in part.data_vars:
-            per_variable.setdefault(str(name), []).append(part[name])
-    del parts  # the lists hold the only references: each variable's parts go once joined
-    missing = [name for name in variables if name not in per_variable]
-    if missing:
-        raise InputFileError(
-            f"ERA5 variable(s) {missing} not found in any of {len(files)} file(s)", files[0]
-        )
-    folder = files[0].parent
-    series = {  # one variable at a time, so that only one is held twice (parts and joined)
-        str(name): _concat_time(str(name), per_variable.pop(str(name)), folder)
-        for name in variables
-    }
-    first = str(variables[0])
-    for name, values in series.items():
-        differs = grid_difference(_grid(series[first]), _grid(values))
-        if differs:
-            raise InputFileError(
-                f"ERA5 files {_source(series[first])} ('{first}') and {_source(values)} "
-                f"('{name}') are on different grids ({differs}); download all variables on "
-                "one grid",
-                folder,
-            )
-    try:
-        merged = xr.merge(
-            list(series.values()),
-            join="inner",  # times: keep the steps every variable has; grids are equal (above)
-            compat="override",
-            combine_attrs="drop",
-        )
-    except ValueError as error:
-        raise InputFileError(f"ERA5 files have different grids ({error})", files[0]) from None
-    if merged.sizes["time"] == 0:
-        raise NoDataError("ERA5 variables share no time step across the files", files[0])
-    if bbox is not None:  # here, not per file: warnings of the isolated readers are not shown
-        check_domain_coverage(
-            files[0] if len(files) == 1 else folder,
-            merged["lat"].values,
-            merged["lon"].values,
-            bbox,
-        )
-    for name in variables:
-        merged[name].attrs = _attrs(name)
-    if "t2m" in merged and "d2m" in merged:
-        t2m, d2m = merged["t2m"].values, merged["d2m"].values
-        rh = np.empty(t2m.shape, dtype=np.float32)
-        for start in range(0, t2m.shape[0], 744):  # a month of hours at a time: bounded memory
-            block = slice(start, start + 744)
-            rh[block] = relative_humidity(t2m[block], d2m[block])
-        merged["rh"] = (("time", "lat", "lon"), rh, _attrs("rh"))
-    merged["lat"].attrs = {"units": "degrees_north", "standard_name": "latitude"}
-    merged["lon"].attrs = {"units": "degrees_east", "standard_name": "longitude"}
-    return merged
+    read = map(reader, files) if mapper is None else mapper(reader, files)
+    parts = [part for part in read if part is not None]
+    check_files([summarise(part) for part in parts], variables, files, bbox)
+    return _combine(parts, variables)
+
+
+def scan_era5(
+    paths: Iterable[str | Path],
+    bbox: BBox | None = None,
+    margin_deg: float = 1.0,
+    variables: Sequence[str] = REQUIRED_VARIABLES,
+    mapper: Mapper | None = None,
+) -> Era5Index:
+    """Every check of ``read_era5`` on every file, keeping only their axes: the index from
+    which ``Era5Index.read_window`` reads any window later. Each file is read once here
+    (``summarise_era5_file``, through ``mapper`` as in ``read_era5``); what stays in memory is a
+    few numbers per time step, whatever the period. Arguments and errors as for ``read_era5``."""
+    files = sorted(Path(p) for p in paths)
+    if not files:
+        raise NoDataError("no ERA5 files given")
+    scanner = partial(summarise_era5_file, bbox=bbox, margin_deg=margin_deg, variables=variables)
+    found = map(scanner, files) if mapper is None else mapper(scanner, files)
+    pairs = [(path, s) for path, s in zip(files, found, strict=True) if s is not None]
+    summaries = [summary for _, summary in pairs]
+    times = check_files(summaries, variables, files, bbox)
+    spans = tuple((path, s.times.min(), s.times.max()) for path, s in pairs if s.times.size)
+    first = summaries[0]
+    return Era5Index(times, first.lat, first.lon, spans, bbox, float(margin_deg), tuple(variables))

@@ -12,16 +12,23 @@ Flow (dask-parallel over days; local processes, or a ``distributed`` cluster by 
 1. pass 1, per day: ``qa.load_and_filter`` (the L2 reader, bbox-cropped, then the QA filter; in
    a helper process with a time limit, ``io/isolated.py``, as is every ERA5 read) ->
    ``AreaWeightedRegridder.regrid`` -> overpass time = mean UTC time of the kept pixels whose
-   centre lies in the domain. Bad-file policy: a bad file (unreadable, malformed, implausible)
-   is left out and named on the console with its reason (``no2fusion build`` then exits with
-   code 3); a day without a usable pixel (cloudy, off-swath) is skipped, recorded, and counted
-   in one summary line; a build in which no day is usable is an error (nothing is created).
+   centre lies in the domain; the gridded fields wait for pass 2 in a staging folder beside the
+   cube (``staging_path``, removed when the build ends), not in memory. Bad-file policy: a bad
+   file (unreadable, malformed, implausible) is left out and named on the console with its
+   reason (``no2fusion build`` then exits with code 3); a day without a usable pixel (cloudy,
+   off-swath) is skipped, recorded, and counted in one summary line; a build in which no day is
+   usable is an error (nothing is created).
+   Before it, every ERA5 file is read and checked once (``io.era5.scan_era5``, in the workers'
+   helpers), keeping only the time axes and grid: a bad ERA5 file stops the build before
+   anything is created.
 2. driver: checks that ERA5 covers every overpass window (``TemporalAligner``); a gap is an error
    for the user (nothing is created or changed). Then the store is created once with the full,
    contiguous time axis (or an existing one with the same layout is reused).
 3. pass 2, per day: ``TemporalAligner`` on the ERA5 slice (met grid stays the ERA5 grid, cropped
    to the domain + ``met_margin_deg``) -> ``FeatureEngineer`` -> ``io.cube.write_day`` (region
-   writes, ``day_complete`` set last). Days already complete are never re-read.
+   writes, ``day_complete`` set last). Days already complete are never re-read. ERA5 is read
+   again here ``ERA5_BLOCK_DAYS`` days at a time (``days.MeteorologyBlocks``), so the build holds
+   a few weeks of it whatever the period.
 4. ``region``: from the truth file, else derived from the long-term mean NO2 (quantile classes,
    see ``derive_region``). Global attributes and the build report are written last.
 
@@ -40,6 +47,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -67,15 +75,15 @@ from no2fusion.io.cube import (
     update_cube_attrs,
     write_static,
 )
-from no2fusion.io.era5 import read_era5
+from no2fusion.io.era5 import scan_era5
 from no2fusion.io.tropomi import parse_file_name
 from no2fusion.pipeline.align import TemporalAligner, as_ns
 from no2fusion.pipeline.days import (
     DayTask,
     GriddedDay,
+    MeteorologyBlocks,
     WriteTask,
     grid_day,
-    met_slice,
     read_isolated,
     write_gridded_day,
 )
@@ -88,6 +96,7 @@ log = logging.getLogger(__name__)
 
 L2_PATTERN = "S5P_*_L2__NO2____*.nc"
 DAY_NS = np.timedelta64(86_400_000_000_000, "ns")
+ERA5_BLOCK_DAYS = 16  # days of ERA5 held while writing (~200 MB over Europe at 0.25 deg)
 R = TypeVar("R")
 
 
@@ -182,8 +191,14 @@ def build_cube(
     report.rejected.extend(bad_names)
     if not by_day:
         raise NoDataError("no TROPOMI file with a valid S5P L2 NO2 name", sources / "tropomi")
-    with DayRunner(scheduler, pipeline.workers, progress) as runner:
-        _build(runner, found, by_day, out, grid, pipeline, report, min_time_coverage)
+    staging = staging_path(out)  # pass 1's gridded fields wait here for pass 2
+    shutil.rmtree(staging, ignore_errors=True)  # left by a build that was killed
+    staging.mkdir(parents=True)
+    try:
+        with DayRunner(scheduler, pipeline.workers, progress) as runner:
+            _build(runner, found, by_day, out, grid, pipeline, report, min_time_coverage)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     report.seconds = time.perf_counter() - started
     update_cube_attrs(out, {"build_report": json.dumps(report.summary())})
     report.save(report_path(out))
@@ -206,16 +221,16 @@ def _build(
     days = np.arange(first, last + DAY_NS, DAY_NS).astype("datetime64[ns]")  # contiguous axis
     stages = report.stage_seconds
     mark = time.perf_counter()
-    met = read_era5(
+    era5 = scan_era5(  # every file read and checked once; only its axes are kept
         found.era5,
         grid.bbox,
         pipeline.met_margin_deg,
         mapper=lambda func, files: runner.map_batched(
-            partial(read_isolated, func), identity, files, "reading ERA5"
+            partial(read_isolated, func), identity, files, "checking ERA5"
         ),
     )
-    stages["read_era5"] = time.perf_counter() - mark
-    era5_first, era5_last = met["time"].values[0], met["time"].values[-1]
+    stages["scan_era5"] = time.perf_counter() - mark
+    era5_first, era5_last = era5.times[0], era5.times[-1]
     if era5_last < first or era5_first > last + DAY_NS:
         raise NoDataError(
             f"no time overlap: ERA5 covers {np.datetime_as_string(era5_first, unit='h')}.."
@@ -228,8 +243,8 @@ def _build(
         days=days,
         lat_edges=grid.lat_edges,
         lon_edges=grid.lon_edges,
-        met_lat=met["lat"].values,
-        met_lon=met["lon"].values,
+        met_lat=era5.lat,
+        met_lon=era5.lon,
         steps=pipeline.align.steps,
         with_truth=truth is not None,
     )
@@ -274,7 +289,14 @@ def _build(
             reports[index] = DayReport(name, index, "no_files")
         else:
             tasks.append(
-                DayTask(index, day, tuple(str(f) for f in files), grid, pipeline.qa_threshold)
+                DayTask(
+                    index,
+                    day,
+                    tuple(str(f) for f in files),
+                    grid,
+                    pipeline.qa_threshold,
+                    str(staging_path(out)),
+                )
             )
     mark = time.perf_counter()
     gridded = runner.map_batched(grid_day, identity, tasks, "reading and regridding L2")
@@ -290,9 +312,7 @@ def _build(
         raise NoDataError(_nothing_usable(gridded, len(report.rejected)), sources / "tropomi")
 
     # ERA5 must cover the overpass windows: checked for all days before writing anything -----
-    ready = _with_meteorology(
-        ready, met["time"].values, pipeline, sources / "era5", min_time_coverage
-    )
+    ready = _with_meteorology(ready, era5.times, pipeline, sources / "era5", min_time_coverage)
 
     attrs = {
         "title": "no2fusion analysis-ready NO2 + ERA5 datacube",
@@ -318,9 +338,16 @@ def _build(
     # pass 2 -------------------------------------------------------------------------------------
     mark = time.perf_counter()
     truth_index = {d: i for i, d in enumerate(truth.days)} if truth is not None else {}
+    met = MeteorologyBlocks(  # ERA5 read again, a block of days at a time, in a helper process
+        era5,
+        pipeline.align.steps,
+        pipeline.align.window_hours,
+        ERA5_BLOCK_DAYS,
+        mapper=lambda func, files: [read_isolated(func, path) for path in files],
+    )
 
     def write_task(item: GriddedDay) -> WriteTask:
-        # built lazily, one batch at a time: each holds ~1 MB of ERA5 for its day
+        # built lazily, one batch at a time: each holds its day's ERA5 (~14 MB over Europe)
         assert item.overpass is not None
         day_truth = None
         if truth is not None:
@@ -333,14 +360,16 @@ def _build(
         return WriteTask(
             out=str(out),
             gridded=item,
-            met=met_slice(met, item.overpass, pipeline.align.steps, pipeline.align.window_hours),
+            met=met.slice(item.overpass),
             window_hours=pipeline.align.window_hours,
             method=pipeline.align.method,
             steps=pipeline.align.steps,
             truth=day_truth,
         )
 
-    for day_report in runner.map_batched(write_gridded_day, write_task, ready, "writing days"):
+    batch = 4 * max(runner.workers, 1)  # few days' ERA5 slices in flight at once
+    written = runner.map_batched(write_gridded_day, write_task, ready, "writing days", batch)
+    for day_report in written:
         reports[day_report.index] = day_report
     stages["align_features_write"] = time.perf_counter() - mark
 
@@ -374,6 +403,12 @@ def _build(
         )
     update_cube_attrs(out, attrs)
     stages["region_report"] = time.perf_counter() - mark
+
+
+def staging_path(out: Path) -> Path:
+    """The folder beside the cube where pass 1 leaves each day's gridded fields for pass 2
+    (beside it, not in /tmp: a cluster's workers must reach it); removed when the build ends."""
+    return out.parent / f".{out.name}.staging"
 
 
 def _with_meteorology(

@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 from no2fusion.errors import InputFileError, NoDataError
 from no2fusion.grid import Grid
 from no2fusion.io.cube import write_day
+from no2fusion.io.era5 import Era5Index, Mapper
 from no2fusion.io.isolated import run_isolated
 from no2fusion.pipeline.align import HOUR, TemporalAligner, as_ns
 from no2fusion.pipeline.features import FeatureEngineer
@@ -34,17 +35,25 @@ R = TypeVar("R")
 # ------------------------------------------------------------------------------------------------
 # pass 1: L2 -> QA -> regrid (one day)
 # ------------------------------------------------------------------------------------------------
+FIELDS = ("no2", "no2_precision", "no2_weight", "no2_count")  # what pass 1 grids, per day
+
+
 @dataclass
 class GriddedDay:
-    """One day on the target grid, before alignment: fields (n_lat, n_lon), float32/int32."""
+    """One day on the target grid, before alignment. Its fields (``FIELDS``: n_lat, n_lon;
+    float32, count int32) wait for pass 2 in a staging file, not in memory: ``staged`` (an
+    ``.npz``) when the day has a usable pixel, else None."""
 
     index: int
     report: DayReport
-    no2: NDArray[np.float32] | None = None
-    precision: NDArray[np.float32] | None = None
-    weight: NDArray[np.float32] | None = None
-    count: NDArray[np.int32] | None = None
+    staged: str | None = None
     overpass: np.datetime64 | None = None
+
+    def fields(self) -> dict[str, NDArray[Any]]:
+        """The gridded fields (``FIELDS``), read back from the staging file."""
+        assert self.staged is not None
+        with np.load(self.staged) as stored:
+            return {name: stored[name] for name in FIELDS}
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,7 @@ class DayTask:
     files: tuple[str, ...]
     grid: Grid
     qa_threshold: float
+    staging: str  # folder for the gridded fields between the passes (``build.py`` owns it)
 
 
 def read_isolated(func: Callable[[Path], R], path: Path) -> R:
@@ -113,17 +123,16 @@ def grid_day(task: DayTask) -> GriddedDay:
     report.status = "gridded"
     report.coverage = float(valid.mean())
     report.overpass_time = str(np.datetime_as_string(overpass, unit="s")) + "Z"
-    return GriddedDay(
-        index=task.index,
-        report=report,
+    staged = str(Path(task.staging) / f"day_{task.index:06d}.npz")
+    precision = result.uncertainty if result.uncertainty is not None else result.mean * np.nan
+    np.savez(  # a build over years would otherwise hold every day's fields until pass 2
+        staged,
         no2=result.mean.astype(np.float32),
-        precision=(
-            result.uncertainty if result.uncertainty is not None else result.mean * np.nan
-        ).astype(np.float32),
-        weight=result.weight.astype(np.float32),
-        count=result.count.astype(np.int32),
-        overpass=overpass,
+        no2_precision=precision.astype(np.float32),
+        no2_weight=result.weight.astype(np.float32),
+        no2_count=result.count.astype(np.int32),
     )
+    return GriddedDay(index=task.index, report=report, staged=staged, overpass=overpass)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -143,15 +152,12 @@ class WriteTask:
 def write_gridded_day(task: WriteTask) -> DayReport:
     """Align meteorology to the day's overpass, compute features, write the day (flag last)."""
     day = task.gridded
-    assert day.overpass is not None and day.no2 is not None
+    assert day.overpass is not None
     aligner = TemporalAligner(task.window_hours, task.method, task.steps)  # type: ignore[arg-type]
     aligned = aligner.align_to_overpass(task.met, day.overpass)
     features = FeatureEngineer().transform(aligned)  # (hour, met_lat, met_lon, feature)
     values: dict[str, Any] = {
-        "no2": day.no2,
-        "no2_precision": day.precision,
-        "no2_weight": day.weight,
-        "no2_count": day.count,
+        **day.fields(),
         "overpass_time": as_ns(day.overpass),
         "met_time": aligned["met_time"].values.astype("datetime64[ns]"),
         "features": features,
@@ -167,11 +173,60 @@ def write_gridded_day(task: WriteTask) -> DayReport:
 # ------------------------------------------------------------------------------------------------
 # the ERA5 slice a day needs
 # ------------------------------------------------------------------------------------------------
+def met_window(
+    overpass: np.datetime64, steps: int, window_hours: float
+) -> tuple[np.datetime64, np.datetime64]:
+    """First and last ERA5 time (UTC, inclusive) the alignment of one overpass may use: the
+    ``steps`` hours up to the overpass, padded by the alignment window plus one hour."""
+    pad = np.timedelta64(int((max(window_hours, 1.0) + 1.0) * 3.6e12), "ns")
+    return overpass - (steps - 1) * HOUR - pad, overpass + pad
+
+
 def met_slice(
     met: xr.Dataset, overpass: np.datetime64, steps: int, window_hours: float
 ) -> xr.Dataset:
+    """The steps of ``met`` within ``met_window``, loaded."""
     times = met["time"].values
-    pad = np.timedelta64(int((max(window_hours, 1.0) + 1.0) * 3.6e12), "ns")
-    lo = np.searchsorted(times, overpass - (steps - 1) * HOUR - pad, side="left")
-    hi = np.searchsorted(times, overpass + pad, side="right")
+    first, last = met_window(overpass, steps, window_hours)
+    lo = np.searchsorted(times, first, side="left")
+    hi = np.searchsorted(times, last, side="right")
     return met.isel(time=slice(int(lo), int(hi))).drop_vars("source_file", errors="ignore").load()
+
+
+class MeteorologyBlocks:
+    """The ERA5 slice of each overpass, read from the files one block of ``block_days`` days
+    (the windows of overpasses up to ``block_days - 1`` days and 2 h after the first) at
+    a time (``Era5Index.read_window``), so that a build over years holds a few weeks of ERA5.
+    Ask for overpasses in ascending order: a block is read when an overpass falls outside the
+    one held, and replaces it."""
+
+    def __init__(
+        self,
+        index: Era5Index,
+        steps: int,
+        window_hours: float,
+        block_days: int,
+        mapper: Mapper | None = None,
+    ) -> None:
+        self.index = index
+        self.steps = steps
+        self.window_hours = window_hours
+        self.block = (max(block_days, 1) - 1) * 24 * HOUR + 2 * HOUR  # slack: overpasses drift
+        self.mapper = mapper
+        self.reads = 0  # blocks read so far
+        self._held: xr.Dataset | None = None
+        self._span: tuple[np.datetime64, np.datetime64] | None = None
+
+    def slice(self, overpass: np.datetime64) -> xr.Dataset:
+        """``met_slice`` of the overpass (dims time, lat, lon)."""
+        first, last = met_window(overpass, self.steps, self.window_hours)
+        if (
+            self._held is None
+            or self._span is None
+            or not (self._span[0] <= first and last <= self._span[1])
+        ):
+            self._held = None  # free the old block before reading the next
+            self._span = (first, last + self.block)
+            self._held = self.index.read_window(*self._span, mapper=self.mapper)
+            self.reads += 1
+        return met_slice(self._held, overpass, self.steps, self.window_hours)
