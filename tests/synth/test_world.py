@@ -13,6 +13,7 @@ import xarray as xr
 
 from no2fusion.cli import main
 from no2fusion.config import Config, config_from_dict
+from no2fusion.synth import world as world_module
 from no2fusion.synth.world import generate_world
 from no2fusion.vocab import REGION_LEGEND
 
@@ -193,6 +194,23 @@ def test_cli_synth_unwritable_output_is_one_line_exit_2(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(blocker) in err
     assert blocker.read_text() == "not a folder"  # nothing damaged
+
+
+def test_transport_inputs_a_few_hours_at_a_time_give_the_same_world(
+    tmp_path: Path, test_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The transport inputs are computed a block of hours at a time (memory: a month over a
+    continent would take gigabytes); a block that does not divide the day gives the same files."""
+    values = test_config.model_dump()
+    values["synth"].update(days=3, workers=1)
+    config = config_from_dict(values)
+    generate_world(config, tmp_path / "a", progress=False)
+    monkeypatch.setattr(world_module, "TRANSPORT_BLOCK_HOURS", 5)
+    generate_world(config, tmp_path / "b", progress=False)
+    a, b = _files_data(tmp_path / "a"), _files_data(tmp_path / "b")
+    assert sorted(a) == sorted(b)
+    for name in a:
+        assert a[name] == b[name], name
 
 
 def test_hourly_truth_is_written_on_request(tmp_path: Path, test_config: Config) -> None:

@@ -43,6 +43,7 @@ from numpy.typing import NDArray
 from no2fusion.config import Config
 from no2fusion.errors import No2FusionError
 from no2fusion.files import atomic_path
+from no2fusion.grid import Grid
 from no2fusion.synth.emissions import build_emissions, time_factors
 from no2fusion.synth.meteorology import MeteorologyModel, MetGrid, make_met_grid
 from no2fusion.synth.satellite import Overpass, observe, overpass_for_day
@@ -51,6 +52,7 @@ from no2fusion.synth.truth_files import HourlyTruthFile, write_truth
 from no2fusion.synth.writers import L2Swath, write_era5_month, write_tropomi_l2
 
 STAGES = ("meteorology", "transport", "sampling", "writing")
+TRANSPORT_BLOCK_HOURS = 24  # hours of transport inputs held at a time
 
 
 @dataclass
@@ -243,32 +245,28 @@ def generate_world(config: Config, out_dir: Path, progress: bool = True) -> Worl
                         {name: values[keep] for name, values in met.items()},
                     )
                     timings["writing"] += time.perf_counter() - t0
-                t0 = time.perf_counter()
                 when = [_to_datetime(h) for h in hours]
                 doy = np.array([w.timetuple().tm_yday for w in when], dtype=np.float64)
                 utc_mid = np.array([w.hour + 0.5 for w in when], dtype=np.float64)
-                u, v, loss = hour_inputs(
-                    met["u10"],
-                    met["v10"],
-                    met["t2m"],
-                    met["blh"],
-                    to_target.j,
-                    to_target.i,
-                    to_target.wy,
-                    to_target.wx,
-                    lat2.ravel(),
-                    lon2.ravel(),
-                    doy,
-                    utc_mid,
-                    k_sun,
-                    synth.climate.lifetime_night_h,
-                )  # each (hours, n_lat * n_lon)
-                u, v, loss = (a.reshape(len(hours), *grid.shape) for a in (u, v, loss))
-                timings["transport"] += time.perf_counter() - t0
+                block_start = -TRANSPORT_BLOCK_HOURS  # the hours whose inputs u, v, loss hold
                 for h, hour in enumerate(hours):
                     if hour < transport_start:
                         continue
                     t0 = time.perf_counter()
+                    if h >= block_start + TRANSPORT_BLOCK_HOURS:
+                        block_start = h
+                        u, v, loss = _transport_inputs(
+                            met,
+                            slice(h, h + TRANSPORT_BLOCK_HOURS),
+                            doy,
+                            utc_mid,
+                            grid,
+                            to_target,
+                            lat2,
+                            lon2,
+                            k_sun,
+                            synth.climate.lifetime_night_h,
+                        )  # each (block hours, n_lat, n_lon)
                     f_traffic, f_industry, f_background = time_factors(
                         when[h], when[h].hour + 0.5 + lon0 / 15.0, synth.emissions
                     )
@@ -278,7 +276,8 @@ def generate_world(config: Config, out_dir: Path, progress: bool = True) -> Worl
                         + f_background * emissions.background
                     )
                     c_in = _inflow(config, when[h])
-                    args = (u[h], v[h], emission, loss[h], c_in)
+                    b = h - block_start
+                    args = (u[b], v[b], emission, loss[b], c_in)
                     seen = overpasses.get(hour)
                     if seen is None:
                         metrics.advance(column, *args, 3600.0, synth.diffusivity_m2_s)
@@ -347,6 +346,42 @@ def generate_world(config: Config, out_dir: Path, progress: bool = True) -> Worl
     )
     _write_world_json(out_dir / "world.json", config, summary, met_grid)
     return summary
+
+
+def _transport_inputs(
+    met: dict[str, NDArray[np.float32]],
+    block: slice,
+    day_of_year: NDArray[np.float64],
+    utc_hour_mid: NDArray[np.float64],
+    grid: Grid,
+    to_target: Bilinear,
+    lat2: NDArray[np.float64],
+    lon2: NDArray[np.float64],
+    k_sun: float,
+    lifetime_night_h: float,
+) -> tuple[NDArray[np.float64], ...]:
+    """``hour_inputs`` for the hours ``block`` of the month's ``met`` (hours, met_lat, met_lon):
+    u, v (m s-1) and the loss rate (s-1), each (block hours, n_lat, n_lon). Computed a block at a
+    time (each hour is independent): for a whole month over Europe at 0.1 deg the three float64
+    arrays would take 1.4 GB."""
+    u, v, loss = hour_inputs(
+        met["u10"][block],
+        met["v10"][block],
+        met["t2m"][block],
+        met["blh"][block],
+        to_target.j,
+        to_target.i,
+        to_target.wy,
+        to_target.wx,
+        lat2.ravel(),
+        lon2.ravel(),
+        day_of_year[block],
+        utc_hour_mid[block],
+        k_sun,
+        lifetime_night_h,
+    )  # each (block hours, n_lat * n_lon)
+    hours = u.shape[0]
+    return tuple(a.reshape(hours, *grid.shape) for a in (u, v, loss))
 
 
 def _remove_stale(out_dir: Path, written: set[Path]) -> None:
