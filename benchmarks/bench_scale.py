@@ -14,7 +14,7 @@ of every training day, ``training.warmup_epochs=1``, ``finetune_epochs=0``); the
 model only (the neural baselines would triple the training time and scale the same way), with
 the classical baselines (persistence, climatology, LightGBM) evaluated; 16 test days for the
 ablation and robustness runners. The memory budgets are the shipped defaults
-(``data.cache_max_gb`` 4 GB for the normalized float16 feature cache; above it samples are read
+(``data.cache_max_gb`` 3 GB for the normalized float16 feature cache; above it samples are read
 from the Zarr store), so the peak RSS goal (<= 6 GB whatever the number of days) is a property
 of those budgets.
 

@@ -190,7 +190,7 @@ class DataConfig(_Strict):
     batch_size: int = Field(16, ge=1)
     num_workers: int = Field(0, ge=0)
     cache_in_memory: bool = True
-    cache_max_gb: float = Field(4.0, ge=0)  # cache the cube's features only below this size
+    cache_max_gb: float = Field(3.0, ge=0)  # cache the cube's features only below this size
 
 
 # --------------------------------------------------------------------------------------------
