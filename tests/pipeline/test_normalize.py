@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,32 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
 
 
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    data=hnp.arrays(
+        np.float32,
+        hnp.array_shapes(min_dims=2, max_dims=4, min_side=1, max_side=6),
+        elements=st.one_of(st.floats(-1e3, 1e3, width=32), st.just(np.nan), st.just(np.inf)),
+    )
+)
+def test_per_feature_fit_one_feature_at_a_time_equals_one_reduction(data: np.ndarray) -> None:
+    """Per-feature statistics are computed a feature at a time (memory); they must equal one
+    NaN-ignoring reduction over all the other axes, all-NaN features included (IQR 1, median 0)."""
+    values = np.where(np.isfinite(data), data, np.nan).astype(np.float64)
+    if not np.isfinite(values).any():
+        with pytest.raises(NoDataError):
+            RobustNormalizer().fit(data, axis=tuple(range(data.ndim - 1)))
+        return
+    axes = tuple(range(data.ndim - 1))
+    norm = RobustNormalizer().fit(data, axis=axes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN features
+        q25, median, q75 = np.nanquantile(values, [0.25, 0.5, 0.75], axis=axes)
+    iqr = np.where(np.isfinite(q75 - q25) & (q75 - q25 > 0), q75 - q25, 1.0)
+    np.testing.assert_array_equal(norm.median_, np.where(np.isfinite(median), median, 0.0))
+    np.testing.assert_array_equal(norm.iqr_, iqr)
 
 
 @settings(max_examples=60, deadline=None)

@@ -188,6 +188,11 @@ class CubeArrays:
 
     # ------------------------------------------------------------------ features
     @property
+    def feature_shape(self) -> tuple[int, ...]:
+        """(hour, met_lat, met_lon, feature): the shape of one day's features."""
+        return tuple(int(n) for n in self._features_lazy.shape[1:])
+
+    @property
     def feature_cache_bytes(self) -> int:
         """Bytes the float16 feature cache of the whole cube would take."""
         return 2 * int(np.prod([int(n) for n in self._features_lazy.shape]))
@@ -265,6 +270,9 @@ def fit_normalizers(
     no2_normalizer = RobustNormalizer(clip_range).fit(no2[np.isfinite(no2)])
     climatology = fit_climatology(no2)
     pick = np.unique(np.linspace(0, indices.size - 1, min(_NORMALIZER_DAYS, indices.size)))
-    features = arrays.raw_features(indices[pick.astype(np.int64)])  # (n, T, i, j, F)
+    days = indices[pick.astype(np.int64)]
+    features = np.empty((days.size, *arrays.feature_shape), dtype=np.float32)  # (n, T, i, j, F)
+    for k in range(days.size):  # day by day: no second copy of the n days while reading
+        features[k] = arrays.raw_features(days[k : k + 1])[0]
     feature_normalizer = RobustNormalizer(clip_range).fit(features, axis=(0, 1, 2, 3))
     return Normalizers(no2_normalizer, feature_normalizer, climatology, arrays.lat, arrays.lon)

@@ -50,14 +50,21 @@ class RobustNormalizer:
 
     # ------------------------------------------------------------------ fitting
     def fit(self, data: NDArray[Any], axis: Axis = None) -> RobustNormalizer:
-        """Fit median and IQR (q75 - q25) over ``axis``, ignoring NaN. Returns ``self``."""
-        values = np.asarray(data, dtype=np.float64)
-        if values.size == 0 or not np.isfinite(values).any():
+        """Fit median and IQR (q75 - q25) over ``axis``, ignoring NaN. Returns ``self``.
+
+        Per-feature statistics (``axis`` = every axis but the last) are computed one feature at
+        a time, so the float64 working copies are of one feature, not of all of ``data``
+        (48 days of Europe's hourly features: 65 MB instead of 3.5 GB); the values are those of
+        one reduction over all."""
+        data = np.asarray(data)
+        features = [data[..., f] for f in range(data.shape[-1])] if data.ndim else [data]
+        if data.size == 0 or not any(np.isfinite(feature).any() for feature in features):
             raise NoDataError("cannot fit the normalizer: no finite value in the data")
-        values = np.where(np.isfinite(values), values, np.nan)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices -> handled below
-            q25, median, q75 = np.nanquantile(values, [0.25, 0.5, 0.75], axis=axis)
+        if _all_but_last(axis, data.ndim) and data.shape[-1] > 1:
+            per_feature = [_quantiles(feature, None) for feature in features]
+            q25, median, q75 = (np.array(q) for q in zip(*per_feature, strict=True))
+        else:
+            q25, median, q75 = _quantiles(data, axis)
         iqr = np.asarray(q75 - q25, dtype=np.float64)
         iqr = np.where(np.isfinite(iqr) & (iqr > 0), iqr, 1.0)
         self.median_ = np.asarray(np.where(np.isfinite(median), median, 0.0), dtype=np.float64)
@@ -182,3 +189,20 @@ class RobustNormalizer:
     def __repr__(self) -> str:
         state = "fitted" if self.fitted else "unfitted"
         return f"RobustNormalizer(clip_range={self.clip_range}, {state})"
+
+
+def _all_but_last(axis: Axis, ndim: int) -> bool:
+    """True when ``axis`` names every axis of an ``ndim``-d array except the last one."""
+    if not isinstance(axis, tuple) or ndim < 2:
+        return False
+    return sorted(a % ndim for a in axis) == list(range(ndim - 1))
+
+
+def _quantiles(data: NDArray[Any], axis: Axis) -> tuple[NDArray[np.float64], ...]:
+    """NaN-ignoring q25, median and q75 of ``data`` over ``axis`` (inf counts as NaN)."""
+    values = np.asarray(data, dtype=np.float64)
+    values = np.where(np.isfinite(values), values, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices -> handled by fit
+        q25, median, q75 = np.nanquantile(values, [0.25, 0.5, 0.75], axis=axis)
+    return q25, median, q75
