@@ -252,8 +252,20 @@ class Era5Index:
             variables=self.variables,
             window=(first, last),
         )
-        parts = list(map(reader, files)) if mapper is None else mapper(reader, files)
+        parts = _each(reader, files, mapper)
         return _combine([p for p in parts if p is not None and p.sizes["time"]], self.variables)
+
+
+def _sorted_files(paths: Iterable[str | Path]) -> list[Path]:
+    files = sorted(Path(p) for p in paths)
+    if not files:
+        raise NoDataError("no ERA5 files given")
+    return files
+
+
+def _each(func: Callable[[Path], Any], files: Sequence[Path], mapper: Mapper | None) -> list[Any]:
+    """``func`` of every file, through ``mapper`` (e.g. the build's helper processes) if given."""
+    return list(map(func, files) if mapper is None else mapper(func, files))
 
 
 def _concat_time(parts: list[xr.DataArray]) -> xr.DataArray:
@@ -328,12 +340,9 @@ def read_era5(
             covers less than half the domain (a partial cover above that is a warning with the
             fraction).
     """
-    files = sorted(Path(p) for p in paths)
-    if not files:
-        raise NoDataError("no ERA5 files given")
+    files = _sorted_files(paths)
     reader = partial(read_era5_file, bbox=bbox, margin_deg=margin_deg, variables=variables)
-    read = map(reader, files) if mapper is None else mapper(reader, files)
-    parts = [part for part in read if part is not None]
+    parts = [part for part in _each(reader, files, mapper) if part is not None]
     check_files([summarise(part) for part in parts], variables, files, bbox)
     return _combine(parts, variables)
 
@@ -349,11 +358,9 @@ def scan_era5(
     which ``Era5Index.read_window`` reads any window later. Each file is read once here
     (``summarise_era5_file``, through ``mapper`` as in ``read_era5``); what stays in memory is a
     few numbers per time step, whatever the period. Arguments and errors as for ``read_era5``."""
-    files = sorted(Path(p) for p in paths)
-    if not files:
-        raise NoDataError("no ERA5 files given")
+    files = _sorted_files(paths)
     scanner = partial(summarise_era5_file, bbox=bbox, margin_deg=margin_deg, variables=variables)
-    found = map(scanner, files) if mapper is None else mapper(scanner, files)
+    found = _each(scanner, files, mapper)
     pairs = [(path, s) for path, s in zip(files, found, strict=True) if s is not None]
     summaries = [summary for _, summary in pairs]
     times = check_files(summaries, variables, files, bbox)

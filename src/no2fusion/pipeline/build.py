@@ -220,6 +220,7 @@ def _build(
     first, last = min(by_day), max(by_day)
     days = np.arange(first, last + DAY_NS, DAY_NS).astype("datetime64[ns]")  # contiguous axis
     stages = report.stage_seconds
+    staging = str(staging_path(out))  # made and removed by build_cube
     mark = time.perf_counter()
     era5 = scan_era5(  # every file read and checked once; only its axes are kept
         found.era5,
@@ -295,7 +296,7 @@ def _build(
                     tuple(str(f) for f in files),
                     grid,
                     pipeline.qa_threshold,
-                    str(staging_path(out)),
+                    staging,
                 )
             )
     mark = time.perf_counter()

@@ -220,13 +220,10 @@ class MeteorologyBlocks:
     def slice(self, overpass: np.datetime64) -> xr.Dataset:
         """``met_slice`` of the overpass (dims time, lat, lon)."""
         first, last = met_window(overpass, self.steps, self.window_hours)
-        if (
-            self._held is None
-            or self._span is None
-            or not (self._span[0] <= first and last <= self._span[1])
-        ):
+        if self._span is None or not (self._span[0] <= first and last <= self._span[1]):
             self._held = None  # free the old block before reading the next
             self._span = (first, last + self.block)
             self._held = self.index.read_window(*self._span, mapper=self.mapper)
             self.reads += 1
+        assert self._held is not None  # read together with _span
         return met_slice(self._held, overpass, self.steps, self.window_hours)
