@@ -106,3 +106,34 @@ def test_cross_modal_learns_to_read_one_hour_of_meteorology(tiny: dict) -> None:
     variance = target.var()
     assert (pred - target).square().mean() / variance < 0.3
     assert (reversed_pred - target).square().mean() / variance > 1.0
+
+
+@pytest.mark.parametrize("qk_norm", [True, False])
+def test_per_token_context_matches_attention_over_materialised_keys_and_values(
+    qk_norm: bool,
+) -> None:
+    """The per-token path never builds the values (and folds their projection after the
+    weighted mean): output, weights and gradients equal softmax(q k^T / sqrt(d)) v per token."""
+    torch.manual_seed(3)
+    heads, dim, tokens, steps = 2, 16, 5, 7
+    layer = CrossAttention(embed_dim=dim, num_heads=heads, qk_norm=qk_norm)
+    query = torch.randn(3, tokens, dim, requires_grad=True)
+    context = torch.randn(3, tokens, steps, dim, requires_grad=True)
+    out, weights = layer(query, context, return_weights=True)
+
+    d = dim // heads
+    q = layer.q_norm(layer.q_proj(query).view(3, tokens, heads, d))  # (B, N, h, d)
+    kv = layer.kv_proj(context).view(3, tokens, steps, 2, heads, d)
+    k, v = layer.k_norm(kv[:, :, :, 0]), kv[:, :, :, 1]  # (B, N, T, h, d)
+    expected_weights = torch.softmax(torch.einsum("bnhd,bnthd->bnht", q, k) / d**0.5, dim=-1)
+    attended = torch.einsum("bnht,bnthd->bnhd", expected_weights, v).reshape(3, tokens, dim)
+    expected = layer.out_proj(attended)
+    assert weights is not None
+    torch.testing.assert_close(weights, expected_weights.permute(0, 2, 1, 3))
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+    grads = torch.autograd.grad(out.square().sum(), [query, context, layer.kv_proj.weight])
+    expected_grads = torch.autograd.grad(
+        expected.square().sum(), [query, context, layer.kv_proj.weight]
+    )
+    for grad, expected_grad in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(grad, expected_grad, rtol=1e-4, atol=1e-5)

@@ -59,6 +59,28 @@ def test_a_point_source_makes_a_plume_downwind_only() -> None:
     assert plume[[0, 1, 2, 3, 9, 10, 11]].abs().max() < 1e-6  # other rows
 
 
+def test_each_cell_takes_the_hour_weights_of_its_own_token() -> None:
+    """Tokens of 4 x 4 cells that each count one age of air: the plume of a point source in an
+    east wind appears only where a cell's age matches its token's chosen hour."""
+    steps, size = 6, 12
+    transport = Transport(feature_channels=1, heads=1)
+    with torch.no_grad():
+        transport.source.weight.fill_(1.0)
+        transport.source.bias.zero_()
+    features = torch.full((1, 1, size, size), -20.0)
+    features[0, 0, 6, 3] = 20.0
+    wind = torch.zeros(1, steps, 2, size + 4, size + 4)
+    wind[:, :, 1] = 1.0  # one cell east per hour: cell (6, 3 + k) sees air k hours old
+    rows, cols = back_trajectories(wind, torch.tensor([[2.0, 1.0, 2.0, 1.0]]), size, size)
+    weights = torch.zeros(1, 1, steps, 3, 3)
+    for token_col, age in enumerate((0, 2, 5)):  # token columns: cells 0-3, 4-7, 8-11
+        weights[0, 0, steps - 1 - age, :, token_col] = 1.0
+    plume = transport(features, rows, cols, weights, torch.ones(1, 1, 3, 3))[0, 0]
+    expected = torch.zeros(size)
+    expected[[3, 5, 8]] = 20.0  # ages 0, 2, 5 in tokens 0, 1, 2
+    torch.testing.assert_close(plume[6], expected, atol=1e-6, rtol=1e-6)
+
+
 def test_cross_modal_reads_the_meteorology_where_each_token_is(
     tiny: dict, model_inputs: Any
 ) -> None:

@@ -101,4 +101,6 @@ class LocalMeteorology(nn.Module):
         local = sample_at(flat, rows, cols)  # (B, T*F, h, w)
         # (B, T*F, h, w) -> (B, T, F, N) -> (B, N, T, F) -> (B, N, T, D)
         local = local.reshape(batch, steps, features, -1).permute(0, 3, 1, 2)
-        return tile_tokens[:, None] + self.local_proj(local.to(self.local_proj.weight.dtype))
+        context = self.local_proj(local.to(self.local_proj.weight.dtype))  # (B, N, T, D)
+        # in place: no second (B, N, T, D) tensor (the linear's backward does not need its output)
+        return context.add_(tile_tokens[:, None].to(context.dtype))

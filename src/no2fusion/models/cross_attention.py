@@ -59,33 +59,48 @@ class CrossAttention(nn.Module):
         (B, h, N, T) | None)."""
         batch, tokens, dim = query.shape
         h, d = self.num_heads, self.head_dim
-        # (B, N, D) -> (B, N, h, d) -> (B, h, N, d)
-        q = self.q_norm(self.q_proj(query).view(batch, tokens, h, d)).transpose(1, 2)
+        q = self.q_norm(self.q_proj(query).view(batch, tokens, h, d))  # (B, N, h, d)
         if context.ndim == 4:  # each token's own keys and values
-            steps = context.shape[2]
-            # (B, N, T, 2D) -> (B, N, T, 2, h, d) -> (2, B, h, N, T, d)
-            kv = self.kv_proj(context).view(batch, tokens, steps, 2, h, d)
-            kv = kv.permute(3, 0, 4, 1, 2, 5)
-            k, v = self.k_norm(kv[0]), kv[1]
-            scores = torch.einsum("bhnd,bhntd->bhnt", q, k) * (1.0 / math.sqrt(d))
-            per_token = torch.softmax(scores.float(), dim=-1).to(q.dtype)  # (B, h, N, T)
-            attended = torch.einsum("bhnt,bhntd->bhnd", per_token, v)  # (B, h, N, d)
-            weights: Tensor | None = per_token if return_weights else None
+            attended, per_token = self._per_token(q, context)  # (B, N, h, d), (B, h, N, T)
+            out = self.out_proj(attended.reshape(batch, tokens, dim))
+            return out, per_token if return_weights else None
+        q = q.transpose(1, 2)  # (B, N, h, d) -> (B, h, N, d)
+        steps = context.shape[1]
+        # (B, T, 2D) -> (B, T, 2, h, d) -> (2, B, h, T, d)
+        kv = self.kv_proj(context).view(batch, steps, 2, h, d).permute(2, 0, 3, 1, 4)
+        k, v = self.k_norm(kv[0]), kv[1]
+        weights = None
+        if return_weights:
+            scores = torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(d))  # (B, h, N, T)
+            weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+            attended = torch.matmul(weights, v)  # (B, h, N, d)
         else:
-            steps = context.shape[1]
-            # (B, T, 2D) -> (B, T, 2, h, d) -> (2, B, h, T, d)
-            kv = self.kv_proj(context).view(batch, steps, 2, h, d).permute(2, 0, 3, 1, 4)
-            k, v = self.k_norm(kv[0]), kv[1]
-            weights = None
-            if return_weights:
-                scores = torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(d))  # (B,h,N,T)
-                weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)
-                attended = torch.matmul(weights, v)  # (B, h, N, d)
-            else:
-                attended = F.scaled_dot_product_attention(q, k, v)  # (B, h, N, d)
+            attended = F.scaled_dot_product_attention(q, k, v)  # (B, h, N, d)
         # (B, h, N, d) -> (B, N, h, d) -> (B, N, D)
         merged = attended.transpose(1, 2).reshape(batch, tokens, dim)
         return self.out_proj(merged), weights
+
+    def _per_token(self, q: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
+        """q (B, N, h, d), context (B, N, T, D) -> (attended (B, N, h, d), weights (B, h, N, T)).
+
+        The same attention as materialising keys and values, computed in the context's own
+        layout: no (B, h, N, T, d) permutation of the largest tensors of the model (a copy and,
+        in backward, a zero-filled gradient each). The values are never built: the weights sum
+        to 1 over T, so sum_t p_t (W_v c_t + b_v) = W_v (sum_t p_t c_t) + b_v per head.
+        """
+        batch, tokens, steps, dim = context.shape
+        h, d = self.num_heads, self.head_dim
+        key_weight, value_weight = self.kv_proj.weight.split(dim)  # (D, D) each: keys first
+        key_bias, value_bias = self.kv_proj.bias.split(dim)
+        # (B, N, T, D) -> (B, N, T, h, d): every token's key of every hour, normalized per head
+        k = self.k_norm(F.linear(context, key_weight, key_bias).view(batch, tokens, steps, h, d))
+        scores = (k * q[:, :, None]).sum(dim=-1) * (1.0 / math.sqrt(d))  # (B, N, T, h)
+        per_token = torch.softmax(scores.float(), dim=2).to(q.dtype)  # (B, N, T, h)
+        # (B, N, h, T) @ (B, N, T, D) -> (B, N, h, D): each head's weighted mean context
+        pooled = torch.matmul(per_token.transpose(2, 3), context.to(per_token.dtype))
+        value_weight = value_weight.view(h, d, dim).to(pooled.dtype)  # (h, d, D)
+        attended = torch.einsum("bnhc,hdc->bnhd", pooled, value_weight) + value_bias.view(h, d)
+        return attended, per_token.permute(0, 3, 1, 2)  # (B, N, h, d), (B, h, N, T)
 
 
 class CrossAttentionLayer(nn.Module):
