@@ -10,9 +10,10 @@ logits and guards against collapse to a one-hot or uniform attention.
 With a shared context two paths give the same output: the fast path calls
 ``scaled_dot_product_attention`` and returns no weights; the explicit path computes
 ``softmax(QK^T / sqrt(d))`` and returns the weights (B, heads, N, T), each row summing to 1 over
-T. A per-token context always takes the explicit path (T = 24 keys per token: cheap). There is
-no attention dropout (it would make the paths differ in training); dropout acts on the residual
-branches.
+T. A per-token context always takes the explicit path (T = 24 keys per token), computed in the
+context's layout with the value projection applied after the weighted mean (``_per_token``).
+There is no attention dropout (it would make the paths differ in training); dropout acts on the
+residual branches.
 """
 
 from __future__ import annotations
