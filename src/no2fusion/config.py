@@ -214,6 +214,9 @@ class ModelConfig(_Strict):
     # cell, weighted by the attention over hours (cross_modal) or uniformly (concat)
     transport: bool = True
     decoder_channels: int = Field(32, ge=4)
+    # the prediction is this satellite input channel plus the network's correction: with
+    # "climatology" every cell starts from its training mean (single-cell sources included)
+    residual: Literal["none", "climatology", "composite"] = "none"
 
     @model_validator(mode="after")
     def _heads_divide(self) -> ModelConfig:
@@ -280,6 +283,8 @@ class EvaluationConfig(_Strict):
     attention_days: int = Field(3, ge=1)  # test days drawn in attention_maps.png
     lightgbm_rounds: int = Field(300, ge=1)
     lightgbm_max_samples: int = Field(400_000, ge=1000)
+    # what the trees learn: the value, or its departure from the per-cell training climatology
+    lightgbm_target: Literal["value", "anomaly"] = "value"
     # LightGBM threads (0 = all cores). 1 by default: OpenMP spin-waiting made 2 threads 4x
     # slower than 1 on a shared 2-core machine (benchmarks in docs/bench_demo.md).
     lightgbm_threads: int = Field(1, ge=0)

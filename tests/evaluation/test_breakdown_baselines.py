@@ -122,6 +122,24 @@ def test_lightgbm_features_are_the_model_inputs_at_each_cell(make_cube) -> None:
     assert "region" not in " ".join(FEATURE_NAMES)  # the region class is never an input
 
 
+def test_lightgbm_anomaly_target_adds_the_climatology_back(make_cube) -> None:  # type: ignore[no-untyped-def]
+    """``anomaly``: the trees' output is the departure from the per-cell training climatology;
+    the prediction is that output plus the climatology (the median where a cell has none)."""
+    arrays, train_set, test_set = _datasets(make_cube)
+    baseline = LightGBMBaseline.fit(train_set, rounds=50, max_samples=5000, seed=0, anomaly=True)
+    days = test_set.evaluation_days()[:3]
+    pred = baseline.predict(test_set, days)
+    build = DayFeatures(test_set)
+    median = float(np.asarray(test_set.normalizers.no2.median_).reshape(-1)[0])
+    for k, day in enumerate(days):
+        features = build(day)
+        raw = baseline.booster.predict(features.reshape(-1, features.shape[-1]))
+        base = np.where(np.isfinite(day.climatology), day.climatology, median)
+        np.testing.assert_allclose(pred[k], raw.reshape(arrays.shape) + base, rtol=1e-5)
+    # what the trees learned is small next to the values: the climatology carries the level
+    assert float(np.abs(raw).mean()) < 0.5 * float(np.nanmean(np.abs(base)))
+
+
 def test_lightgbm_learns_the_next_day_from_its_inputs(make_cube) -> None:  # type: ignore[no-untyped-def]
     """no2[t] = 40 + t + 10 row / n: the next day is the input plus one wherever it was seen."""
     arrays, train_set, test_set = _datasets(make_cube)

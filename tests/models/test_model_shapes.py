@@ -175,3 +175,32 @@ def test_build_model_kind_switch(test_config: Config, kind: str, expected: type)
     assert model.embed_dim == test_config.model.embed_dim
     pred, _ = model(torch.randn(1, 3, 16, 16), torch.randn(1, 24, 13))
     assert pred.shape == (1, 16, 16)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_residual_prediction_is_the_named_channel_plus_the_correction(
+    kind: str, test_config: Config
+) -> None:
+    """With ``model.residual`` the output is that input channel plus what the network adds:
+    the same weights without the residual give exactly the correction."""
+    names = ("no2", "no2_valid", "composite", "composite_fraction", "climatology")
+    config = test_config.model.model_copy(update={"kind": kind, "token_stride": 2})
+    torch.manual_seed(0)
+    plain = build_model(config, 5, channel_names=names).eval()
+    residual_config = config.model_copy(update={"residual": "climatology"})
+    residual = build_model(residual_config, 5, channel_names=names).eval()
+    residual.load_state_dict(plain.state_dict())
+    sat = torch.randn(2, 5, 16, 16)
+    aux = torch.randn(2, 24, 13)
+    with torch.no_grad():
+        correction, _ = plain(sat, aux)
+        pred, _ = residual(sat, aux)
+    torch.testing.assert_close(pred, correction + sat[:, 4])
+
+
+def test_residual_needs_a_channel_that_exists(test_config: Config) -> None:
+    config = test_config.model.model_copy(update={"residual": "climatology"})
+    with pytest.raises(ValueError, match="climatology"):
+        build_model(config, 2, channel_names=("no2", "no2_valid"))
+    with pytest.raises(ValueError, match="climatology"):
+        build_model(config, 5)  # no names: the channel cannot be found

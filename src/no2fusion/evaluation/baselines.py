@@ -139,6 +139,7 @@ def run_baselines(
             config.lightgbm_max_samples,
             seed,
             num_threads=config.lightgbm_threads,
+            anomaly=config.lightgbm_target == "anomaly",
         )
         fields["lightgbm"] = trees.predict(test_set, test.days)
     return BaselineFields(fields, persisted, clim_test)

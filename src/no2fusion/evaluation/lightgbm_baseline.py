@@ -161,11 +161,22 @@ def fit_lightgbm_rows(
     return lgb.train(params, data, num_boost_round=rounds)
 
 
+def _base(dataset: NO2TileDataset, day: DayInputs) -> F32:
+    """(lat, lon) umol m-2 the anomaly trees add to: the per-cell training climatology, the
+    training median where a cell has none (the neural model's ``climatology`` channel)."""
+    median = float(np.asarray(dataset.normalizers.no2.median_).reshape(-1)[0])
+    return np.where(np.isfinite(day.climatology), day.climatology, median).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class LightGBMBaseline:
-    """A booster trained on a dataset's training days (``fit``), predicting day by day."""
+    """A booster trained on a dataset's training days (``fit``), predicting day by day.
+
+    ``anomaly``: the trees learn the departure from the per-cell training climatology, which
+    prediction adds back (as the neural models' ``model.residual: climatology``)."""
 
     booster: Any
+    anomaly: bool = False
 
     @classmethod
     def fit(
@@ -175,9 +186,11 @@ class LightGBMBaseline:
         max_samples: int,
         seed: int,
         num_threads: int = 1,
+        anomaly: bool = False,
     ) -> LightGBMBaseline:
         """Fit on at most ``max_samples`` valid target cells of ``train_set``'s days (drawn
-        uniformly, seeded), building features one day at a time."""
+        uniformly, seeded), building features one day at a time; ``anomaly``: on the departure
+        from the climatology (class docstring)."""
         arrays = train_set.arrays
         positions = train_set.evaluation_positions()
         targets = [int(train_set.day_indices[k]) for k in positions]
@@ -193,13 +206,17 @@ class LightGBMBaseline:
         labels: list[NDArray[np.float32]] = []
         for local in np.unique(day):
             chosen = day == local
-            features = build(train_set.evaluation_inputs(positions[int(local)]))
+            inputs = train_set.evaluation_inputs(positions[int(local)])
+            features = build(inputs)
             rows.append(features[row[chosen], col[chosen]])
-            labels.append(arrays.no2[targets[int(local)], row[chosen], col[chosen]])
+            label = arrays.no2[targets[int(local)], row[chosen], col[chosen]]
+            if anomaly:
+                label = label - _base(train_set, inputs)[row[chosen], col[chosen]]
+            labels.append(label)
         booster = fit_lightgbm_rows(
             np.concatenate(rows), np.concatenate(labels), rounds, seed, num_threads
         )
-        return cls(booster)
+        return cls(booster, anomaly)
 
     def predict(self, dataset: NO2TileDataset, days: Iterable[DayInputs]) -> NDArray[np.float64]:
         """(days, lat, lon) umol m-2, one day's cells per ``booster.predict`` call."""
@@ -208,7 +225,8 @@ class LightGBMBaseline:
         for day in days:
             features = build(day)  # (lat, lon, n)
             flat = features.reshape(-1, features.shape[-1])
-            out.append(self.booster.predict(flat).reshape(features.shape[:2]))
+            values = self.booster.predict(flat).reshape(features.shape[:2])
+            out.append(values + _base(dataset, day) if self.anomaly else values)
         if not out:
             return np.zeros((0, *dataset.arrays.shape))
         return np.stack(out).astype(np.float64)

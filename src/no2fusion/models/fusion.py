@@ -98,8 +98,16 @@ class _TokenModel(nn.Module):
         max_time_steps: int = 48,
         transport: bool = True,
         decoder_channels: int = 32,
+        residual_channel: int | None = None,
     ) -> None:
         super().__init__()
+        if residual_channel is not None and not 0 <= residual_channel < satellite_in_channels:
+            raise ValueError(
+                f"residual_channel {residual_channel} is not a channel of the "
+                f"{satellite_in_channels} satellite channels"
+            )
+        # the output is this input channel plus the network's correction (None: no base)
+        self.residual_channel = residual_channel
         for name, heads in (
             ("num_attention_heads", num_attention_heads),
             ("auxiliary_heads", auxiliary_heads),
@@ -240,6 +248,8 @@ class _TokenModel(nn.Module):
             rows, cols = back_trajectories(wind, met_affine, height, width)  # (B, T, H, W)
             extra = self.transport(skip, rows, cols, weights, gain)  # (B, heads, H, W)
         pred = self.head(self.out_norm(fused), grid_hw, skip, extra)  # (B, H, W)
+        if self.residual_channel is not None:
+            pred = pred + sat[:, self.residual_channel].to(pred.dtype)
         return pred, attention if return_attention else None
 
 
@@ -323,10 +333,28 @@ MODEL_KINDS: dict[str, type[_TokenModel]] = {
 }
 
 
+def _residual_channel(config: ModelConfig, channel_names: tuple[str, ...] | None) -> int | None:
+    """Index in ``channel_names`` of the channel ``config.residual`` names (None for "none")."""
+    if config.residual == "none":
+        return None
+    if channel_names is None or config.residual not in channel_names:
+        raise ValueError(
+            f"model.residual {config.residual!r} is not a satellite channel "
+            f"({', '.join(channel_names or ())})"
+        )
+    return channel_names.index(config.residual)
+
+
 def build_model(
-    config: ModelConfig, satellite_in_channels: int, auxiliary_feature_dim: int = 13
+    config: ModelConfig,
+    satellite_in_channels: int,
+    auxiliary_feature_dim: int = 13,
+    channel_names: tuple[str, ...] | None = None,
 ) -> nn.Module:
-    """The model named by ``config.kind`` (cross_modal | concat | satellite_only)."""
+    """The model named by ``config.kind`` (cross_modal | concat | satellite_only).
+
+    ``channel_names`` names the satellite channels; needed when ``config.residual`` names one
+    (the prediction is then that channel plus the network's correction)."""
     model_class = MODEL_KINDS[config.kind]
     return model_class(
         satellite_in_channels,
@@ -343,4 +371,5 @@ def build_model(
         qk_norm=config.qk_norm,
         transport=config.transport,
         decoder_channels=config.decoder_channels,
+        residual_channel=_residual_channel(config, channel_names),
     )

@@ -125,7 +125,13 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, Config, Normalizers, d
         split = Split.from_dict(stored["split"])
     except KeyError as missing:
         raise InputFileError(f"checkpoint metadata lacks {missing}", path) from None
-    model = build_model(config.model, satellite_in_channels=channels)
+    names = stored.get("satellite_channel_names")
+    try:
+        model = build_model(
+            config.model, channels, channel_names=tuple(names) if names is not None else None
+        )
+    except ValueError as error:
+        raise InputFileError(str(error), path) from None
     try:
         model.load_state_dict(model_state_dict(checkpoint))
     except RuntimeError as error:

@@ -211,7 +211,8 @@ def train_model(
     datamodule.setup("fit")
     assert datamodule.split is not None and datamodule.normalizers is not None
     channels = datamodule.satellite_channels
-    model = build_model(config.model, satellite_in_channels=channels)
+    channel_names = datamodule.datasets["train"].satellite_channel_names
+    model = build_model(config.model, channels, channel_names=channel_names)
     if config.training.compile:
         model.compile()  # in place: parameter names (and checkpoints) stay those of the model
     meta = {
@@ -219,7 +220,7 @@ def train_model(
         "normalizers": datamodule.normalizers.to_dict(),
         "split": datamodule.split.to_dict(),
         "satellite_in_channels": channels,
-        "satellite_channel_names": list(datamodule.datasets["train"].satellite_channel_names),
+        "satellite_channel_names": list(channel_names),
         "cube_path": str(Path(cube_path).resolve()),
         "versions": versions(),
     }
