@@ -215,8 +215,9 @@ class ModelConfig(_Strict):
     transport: bool = True
     decoder_channels: int = Field(32, ge=4)
     # the prediction is this satellite input channel plus the network's correction: with
-    # "climatology" every cell starts from its training mean (single-cell sources included)
-    residual: Literal["none", "climatology", "composite"] = "none"
+    # "climatology" every cell starts from its training mean (single-cell sources included);
+    # checkpoints written before this option existed load as "none"
+    residual: Literal["none", "climatology", "composite"] = "climatology"
 
     @model_validator(mode="after")
     def _heads_divide(self) -> ModelConfig:

@@ -202,6 +202,7 @@ def small_model() -> torch.nn.Module:
         dropout=0.0,
         head_hidden_dim=16,
         token_stride=4,
+        residual="none",
     )
     return build_model(config, satellite_in_channels=2).eval()
 

@@ -168,7 +168,9 @@ def test_seed_snippet_runs_as_written() -> None:
     ],
 )
 def test_build_model_kind_switch(test_config: Config, kind: str, expected: type) -> None:
-    config = test_config.model.model_copy(update={"kind": kind, "token_stride": 2})
+    config = test_config.model.model_copy(
+        update={"kind": kind, "token_stride": 2, "residual": "none"}
+    )
     model = build_model(config, satellite_in_channels=3)
     assert type(model) is expected
     assert model.token_stride == 2
@@ -184,7 +186,9 @@ def test_residual_prediction_is_the_named_channel_plus_the_correction(
     """With ``model.residual`` the output is that input channel plus what the network adds:
     the same weights without the residual give exactly the correction."""
     names = ("no2", "no2_valid", "composite", "composite_fraction", "climatology")
-    config = test_config.model.model_copy(update={"kind": kind, "token_stride": 2})
+    config = test_config.model.model_copy(
+        update={"kind": kind, "token_stride": 2, "residual": "none"}
+    )
     torch.manual_seed(0)
     plain = build_model(config, 5, channel_names=names).eval()
     residual_config = config.model_copy(update={"residual": "climatology"})

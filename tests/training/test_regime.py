@@ -11,7 +11,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader, TensorDataset, default_collate
 
-from no2fusion.config import Config, TrainingConfig
+from no2fusion.config import Config, ModelConfig, TrainingConfig
 from no2fusion.data.batch import Batch
 from no2fusion.models import build_model
 from no2fusion.training.module import NO2LightningModule
@@ -33,6 +33,11 @@ REGIME = TrainingConfig(
     precision="fp32",
     accelerator="cpu",
 )
+
+
+def _two_channel_model(config: Config) -> ModelConfig:
+    """The test model config for the two-channel tensors below (no channel to add a residual to)."""
+    return config.model.model_copy(update={"residual": "none"})
 
 
 def test_learning_rates_per_phase() -> None:
@@ -57,7 +62,7 @@ def test_cosine_schedule_decays_within_each_phase() -> None:
 
 
 def test_encoder_parameters_are_grouped(tiny_train_config: Config) -> None:
-    model = build_model(tiny_train_config.model, satellite_in_channels=2)
+    model = build_model(_two_channel_model(tiny_train_config), satellite_in_channels=2)
     groups = {group["name"]: group["params"] for group in parameter_groups(model)}
     encoder_names = {n for n, _ in model.named_parameters() if is_encoder_parameter(n)}
     assert encoder_names and all(
@@ -98,7 +103,7 @@ def _loaders() -> tuple[DataLoader, DataLoader]:
 
 def test_schedule_applied_in_a_lightning_run(tiny_train_config: Config) -> None:
     torch.manual_seed(0)
-    model = build_model(tiny_train_config.model, satellite_in_channels=2)
+    model = build_model(_two_channel_model(tiny_train_config), satellite_in_channels=2)
     module = NO2LightningModule(model, REGIME)
     recorder = _RecordLR()
     trainer = lightning_trainer(REGIME, callbacks=[recorder], progress_bar=False)
@@ -126,7 +131,7 @@ class _RecordEveryLR(Callback):
 def test_cosine_schedule_is_applied_before_every_batch(tiny_train_config: Config) -> None:
     cosine = REGIME.model_copy(update={"lr_schedule": "cosine"})
     torch.manual_seed(0)
-    module = NO2LightningModule(build_model(tiny_train_config.model, 2), cosine)
+    module = NO2LightningModule(build_model(_two_channel_model(tiny_train_config), 2), cosine)
     recorder = _RecordEveryLR()
     trainer = lightning_trainer(cosine, callbacks=[recorder], progress_bar=False)
     trainer.fit(module, *_loaders())

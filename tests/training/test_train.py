@@ -119,6 +119,31 @@ def test_a_model_is_never_fed_other_satellite_channels(
         check_satellite_channels(older, same)
 
 
+def test_a_checkpoint_from_before_the_residual_option_predicts_the_value_itself(
+    reference: TrainResult, tmp_path: Path
+) -> None:
+    """A stored config without ``model.residual`` was trained as a network predicting the value:
+    it loads as "none", not as today's default (which would add the climatology channel)."""
+    model, config, _, _ = load_checkpoint(reference.last_checkpoint)
+    assert config.model.residual == "climatology"  # today's default
+    assert model.residual_channel == SATELLITE_CHANNELS.index("climatology")
+
+    raw = torch.load(reference.last_checkpoint, map_location="cpu", weights_only=True)
+    del raw["no2fusion"]["config"]["model"]["residual"]
+    older = tmp_path / "older.ckpt"
+    torch.save(raw, older)
+    older_model, older_config, _, _ = load_checkpoint(older)
+    assert older_config.model.residual == "none"
+    assert older_model.residual_channel is None
+    sat = torch.randn(1, len(SATELLITE_CHANNELS), 16, 16)
+    aux = torch.randn(1, 24, 13)  # (batch, hours, meteorological features)
+    with torch.no_grad():
+        pred, _ = model(sat, aux)
+        older_pred, _ = older_model(sat, aux)
+    # same weights: the two differ by exactly the climatology channel
+    torch.testing.assert_close(pred, older_pred + sat[:, model.residual_channel])
+
+
 def test_same_seed_gives_identical_val_losses(
     reference: TrainResult, config: Config, train_cube: Path, tmp_path: Path
 ) -> None:

@@ -105,6 +105,19 @@ def model_state_dict(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
     }
 
 
+def _with_pre_residual_defaults(stored_config: dict[str, Any]) -> dict[str, Any]:
+    """The stored config with ``model.residual: none`` where it predates that option.
+
+    Checkpoints store the whole resolved config, so one without ``model.residual`` was trained
+    before the option existed, as a network predicting the value itself; the current default
+    (a correction of the climatology channel) would add a channel the weights never learnt.
+    """
+    model = stored_config.get("model")
+    if not isinstance(model, dict) or "residual" in model:
+        return stored_config
+    return {**stored_config, "model": {**model, "residual": "none"}}
+
+
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, Config, Normalizers, dict[str, Any]]:
     """Rebuild a trained model from a checkpoint written by ``train_model``.
 
@@ -119,7 +132,9 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, Config, Normalizers, d
     checkpoint = read_checkpoint(path)
     stored = checkpoint[META_KEY]
     try:
-        config = config_from_dict(stored["config"], source=f"{path} (stored config)")
+        config = config_from_dict(
+            _with_pre_residual_defaults(stored["config"]), source=f"{path} (stored config)"
+        )
         normalizers = Normalizers.from_dict(stored["normalizers"])
         channels = int(stored["satellite_in_channels"])
         split = Split.from_dict(stored["split"])
