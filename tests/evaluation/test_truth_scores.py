@@ -1,6 +1,6 @@
 """Scores against the simulated noise-free truth on arrays with known answers: the
 observation-noise floor, each model's share of the predictable variance, and the per-region
-ceiling (the R2 a perfect model reaches against the observations)."""
+truth against the observations (the R2 a perfect model reaches where the noise is zero-mean)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def _cells(observed: np.ndarray, region: np.ndarray) -> ScoringCells:
     )
 
 
-def test_floor_and_region_ceiling_have_their_analytic_values() -> None:
+def test_floor_and_truth_by_region_have_their_analytic_values() -> None:
     # industrial: truth 0, 0, 2, 2 with noise +1, -1, +1, -1 (orthogonal to the truth), so the
     # observations vary by 2 (variance var(truth) + 1 = 2) and the truth leaves 1 unexplained:
     # R2 = 1 - 1 / 2. urban: observed exactly, R2 = 1.
@@ -39,11 +39,11 @@ def test_floor_and_region_ceiling_have_their_analytic_values() -> None:
     scores = truth_scores(truth, observed, {"perfect": truth, "zero": np.zeros_like(truth)}, cells)
 
     assert scores.noise_floor_rmse == pytest.approx(np.sqrt(4 / 8))
-    assert scores.region_ceiling["industrial"].r2 == pytest.approx(0.5)
-    assert scores.region_ceiling["industrial"].rmse == pytest.approx(1.0)
-    assert scores.region_ceiling["urban"].r2 == pytest.approx(1.0)
-    assert scores.region_ceiling["urban"].rmse == pytest.approx(0.0)
-    assert scores.region_ceiling["background"].n_valid == 0  # no such cells: not scored
+    assert scores.truth_by_region["industrial"].r2 == pytest.approx(0.5)
+    assert scores.truth_by_region["industrial"].rmse == pytest.approx(1.0)
+    assert scores.truth_by_region["urban"].r2 == pytest.approx(1.0)
+    assert scores.truth_by_region["urban"].rmse == pytest.approx(0.0)
+    assert scores.truth_by_region["background"].n_valid == 0  # no such cells: not scored
 
     perfect, zero = scores.rows
     assert perfect.explained_predictable_variance == pytest.approx(1.0)
@@ -52,15 +52,15 @@ def test_floor_and_region_ceiling_have_their_analytic_values() -> None:
     assert scores.model.rmse == pytest.approx(0.0)  # the first prediction is the model
 
 
-def test_the_ceiling_survives_a_metrics_round_trip() -> None:
-    """Older metrics files have no ``region_ceiling``: they parse with an empty one."""
+def test_truth_by_region_survives_a_metrics_round_trip() -> None:
+    """Older metrics files have no ``truth_by_region``: they parse with an empty one."""
     truth = np.array([[[1.0, 2.0, 3.0, 4.0]]])
     observed = truth + np.array([[[0.5, -0.5, 0.5, -0.5]]])
     region = np.full((1, 4), REGION_CODES["urban"])
     scores = truth_scores(truth, observed, {"model": truth}, _cells(observed, region))
     stored = dump(scores)
-    assert parse(TruthScores, stored).region_ceiling["urban"].r2 == pytest.approx(
-        scores.region_ceiling["urban"].r2
+    assert parse(TruthScores, stored).truth_by_region["urban"].r2 == pytest.approx(
+        scores.truth_by_region["urban"].r2
     )
-    del stored["region_ceiling"]
-    assert parse(TruthScores, stored).region_ceiling == {}
+    del stored["truth_by_region"]
+    assert parse(TruthScores, stored).truth_by_region == {}

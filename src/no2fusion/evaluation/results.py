@@ -231,15 +231,18 @@ class TruthScores:
 
     ``noise_floor_rmse``: the RMSE of the observations against the truth on the same cells (what
     a perfect forecast of the truth would score against the observations); ``model``: the model's
-    full scores against the truth; ``rows``: every model and baseline; ``region_ceiling``: the
-    truth scored as a prediction of the observations per region class, whose R2 is the most any
-    model can expect to explain there against the observations (empty in older metrics files)."""
+    full scores against the truth; ``rows``: every model and baseline; ``truth_by_region``: the
+    truth scored as a prediction of the observations per region class (empty in older metrics
+    files). Where the observations are the truth plus zero-mean noise its R2 bounds what a model
+    reaches there; where the observation operator smooths or biases them (pixel sampling and
+    regridding smooth a single-cell source) it does not, and a model trained on observations
+    can beat it."""
 
     noise_floor_rmse: Real
     truth_std: Real
     model: Scores
     rows: tuple[TruthRow, ...]
-    region_ceiling: dict[str, Scores] = field(default_factory=dict)
+    truth_by_region: dict[str, Scores] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -164,12 +164,12 @@ def truth_scores(
     floor: the RMSE of the ``observed`` targets against the truth on the same cells.
 
     ``explained_predictable_variance`` is the R2 against the truth: the fraction of the variance
-    a perfect model could explain (the truth's) that this one does. ``region_ceiling`` scores the
-    truth itself against the observations per region class: its R2 is what a perfect model
-    would reach in that class's breakdown (the observation noise is the rest).
+    a perfect model could explain (the truth's) that this one does. ``truth_by_region`` scores
+    the truth itself against the observations per region class (``TruthScores`` says when its
+    R2 bounds a model's and when it does not).
     """
     floor = score_scores(observed, truth, cells.scored, cells.cell_area).rmse
-    ceiling = by_region(truth, observed, cells.scored, cells.region, cells.cell_area)
+    by_class = by_region(truth, observed, cells.scored, cells.region, cells.cell_area)
     weights = np.broadcast_to(cells.cell_area, truth.shape)[cells.scored]
     values = truth[cells.scored]
     mean = float(np.sum(values * weights) / np.sum(weights))
@@ -189,5 +189,5 @@ def truth_scores(
             )
         )
     main = next(iter(predictions))
-    region_ceiling = {name: parse(Scores, values) for name, values in ceiling.items()}
-    return TruthScores(floor, truth_std, scores[main], tuple(rows), region_ceiling)
+    truth_by_region = {name: parse(Scores, values) for name, values in by_class.items()}
+    return TruthScores(floor, truth_std, scores[main], tuple(rows), truth_by_region)

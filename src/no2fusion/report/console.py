@@ -66,13 +66,13 @@ def summary_lines(metrics: Metrics) -> list[str]:
             f"{row.explained_predictable_variance:<10.4f}"
             for row in truth.rows
         ]
-        ceilings = [
+        by_region = [
             f"{name} {scores.r2:.2f}"
-            for name, scores in truth.region_ceiling.items()
+            for name, scores in truth.truth_by_region.items()
             if scores.n_valid
         ]
-        if ceilings:
-            lines.append("R2 of the truth per region (a perfect model): " + ", ".join(ceilings))
+        if by_region:
+            lines.append("R2 of the truth against the observations: " + ", ".join(by_region))
     lines += ["", "VERDICTS:", RULE_40]
     lines += [
         f"  [{_STATE[v.passed]}] {v.criterion}: {v.statement}" for v in metrics.summary.verdicts
