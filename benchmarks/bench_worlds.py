@@ -107,9 +107,10 @@ def table(output: Path, names: list[str]) -> str:
             float(region[k].r2) if k in region else float("nan") for k in ("urban", "industrial")
         )
         # the R2 the noise-free truth itself reaches there against the observations
-        ceiling = truth.truth_by_region if truth else {}
-        urban_ceiling, industrial_ceiling = (
-            float(ceiling[k].r2) if k in ceiling else float("nan") for k in ("urban", "industrial")
+        truth_region = truth.truth_by_region if truth else {}
+        urban_truth, industrial_truth = (
+            float(truth_region[k].r2) if k in truth_region else float("nan")
+            for k in ("urban", "industrial")
         )
         lines.append(
             f"| {name} | {rmse:.2f} | {truth_rmse:.2f} | {floor:.2f} | {truth_rmse / floor:.2f} "
@@ -118,7 +119,7 @@ def table(output: Path, names: list[str]) -> str:
             f"| {_margin(rmse, baselines.get('satellite_only', float('nan')))} "
             f"| {_margin(rmse, baselines.get('persistence', float('nan')))} / "
             f"{_margin(truth_rmse, persistence_truth)} "
-            f"| {urban:.2f} / {urban_ceiling:.2f} | {industrial:.2f} / {industrial_ceiling:.2f} "
+            f"| {urban:.2f} / {urban_truth:.2f} | {industrial:.2f} / {industrial_truth:.2f} "
             f"| {'; '.join(metrics.summary.not_winning) or '-'} "
             f"| {minutes:.1f} |"
         )

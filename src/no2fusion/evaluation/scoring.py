@@ -169,7 +169,6 @@ def truth_scores(
     R2 bounds a model's and when it does not).
     """
     floor = score_scores(observed, truth, cells.scored, cells.cell_area).rmse
-    by_class = by_region(truth, observed, cells.scored, cells.region, cells.cell_area)
     weights = np.broadcast_to(cells.cell_area, truth.shape)[cells.scored]
     values = truth[cells.scored]
     mean = float(np.sum(values * weights) / np.sum(weights))
@@ -189,5 +188,6 @@ def truth_scores(
             )
         )
     main = next(iter(predictions))
+    by_class = by_region(truth, observed, cells.scored, cells.region, cells.cell_area)
     truth_by_region = {name: parse(Scores, values) for name, values in by_class.items()}
     return TruthScores(floor, truth_std, scores[main], tuple(rows), truth_by_region)
