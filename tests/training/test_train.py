@@ -186,6 +186,33 @@ def test_resume_gives_the_uninterrupted_weights(
         assert torch.equal(final[name], expected[name]), name
 
 
+def test_resume_from_a_checkpoint_with_contiguous_optimizer_state(
+    reference: TrainResult, config: Config, train_cube: Path, tmp_path: Path
+) -> None:
+    """A checkpoint written before the conv weights were stored NHWC holds NCHW (contiguous)
+    AdamW moments; resuming from it still gives the uninterrupted weights (the fused kernel
+    pairs elements by memory position, so a layout mismatch would silently mix them)."""
+    out = tmp_path / "old_layout"
+    with pytest.raises(_Crash):
+        train_model(config, train_cube, out, callbacks=[_CrashAfterEpoch(0)], progress_bar=False)
+    last = out / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, map_location="cpu", weights_only=False)
+    changed = 0
+    for optimizer_state in checkpoint["optimizer_states"]:
+        for state in optimizer_state["state"].values():
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor) and not value.is_contiguous():
+                    state[key] = value.contiguous()
+                    changed += 1
+    assert changed > 0  # the run's conv moments were NHWC, so the rewrite changed some
+    torch.save(checkpoint, last)
+    resumed = train_model(config, train_cube, out, resume=True, progress_bar=False)
+    final = model_state_dict(read_checkpoint(resumed.last_checkpoint))
+    expected = model_state_dict(read_checkpoint(reference.last_checkpoint))
+    for name in expected:
+        assert torch.equal(final[name], expected[name]), name
+
+
 class _PoisonWeights(Callback):
     def on_train_batch_start(
         self, trainer: pl.Trainer, module: Any, batch: Any, index: int

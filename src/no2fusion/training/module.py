@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from no2fusion.config import TrainingConfig
 from no2fusion.data.batch import Batch
 from no2fusion.errors import TrainingDivergedError
+from no2fusion.models.precision import to_channels_last
 from no2fusion.training.losses import masked_loss_terms
 from no2fusion.training.regime import learning_rates, parameter_groups
 from no2fusion.vocab import UMOL_M2_TO_MOLEC_CM2
@@ -47,7 +48,10 @@ class NO2LightningModule(pl.LightningModule):
         meta: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.model = model
+        # NHWC conv weights and inputs: oneDNN's convolutions skip a layout reorder around every
+        # call (8-9 % of a CPU training step of the demo model, fp32 and bf16, BENCHMARKS.md).
+        # Done before the optimizer exists, so its state follows the parameters' layout.
+        self.model = to_channels_last(model)
         self.config = config
         self.no2_iqr = no2_iqr
         self.meta: dict[str, Any] = dict(meta or {})
@@ -64,6 +68,8 @@ class NO2LightningModule(pl.LightningModule):
 
     def _loss_terms(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
         """(weighted loss sum, weight sum, prediction (B, H, W)) of one batch."""
+        if batch.sat.ndim == 4:  # (B, C, H, W) images: NHWC like the conv weights
+            batch = batch.with_inputs(sat=batch.sat.contiguous(memory_format=torch.channels_last))
         pred = self(*batch.model_inputs()).float()  # (B, H, W); loss in fp32 under bf16 autocast
         use_weight = batch.weight if self.config.loss == "weighted_mae" else None
         total, count = masked_loss_terms(
@@ -77,6 +83,20 @@ class NO2LightningModule(pl.LightningModule):
         return total, count, pred
 
     # ------------------------------------------------------------------ training
+    def on_train_start(self) -> None:
+        # A resumed run's optimizer state may have another layout than the NHWC parameters (a
+        # checkpoint written before they were NHWC); the fused AdamW kernel pairs elements by
+        # memory position, so state and parameter must share the layout.
+        for optimizer in self.trainer.optimizers:
+            for param, state in optimizer.state.items():
+                for key, value in state.items():
+                    if (
+                        isinstance(value, Tensor)
+                        and value.shape == param.shape
+                        and value.stride() != param.stride()
+                    ):
+                        state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
+
     def on_train_epoch_start(self) -> None:
         self._train_sums = torch.zeros(2, dtype=torch.float64)
 
@@ -152,8 +172,10 @@ class NO2LightningModule(pl.LightningModule):
         rates = learning_rates(self.current_epoch, self.config)
         for group in groups:
             group["lr"] = rates[group["name"]]
+        # fused: one kernel over all parameters instead of a Python loop over ~100 tensors
+        # (4 % of a CPU training step of the demo model); the same AdamW update
         return torch.optim.AdamW(
-            groups, lr=rates["fusion_head"], weight_decay=self.config.weight_decay
+            groups, lr=rates["fusion_head"], weight_decay=self.config.weight_decay, fused=True
         )
 
     # ------------------------------------------------------------------ checkpoints
