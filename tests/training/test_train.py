@@ -213,6 +213,54 @@ def test_resume_from_a_checkpoint_with_contiguous_optimizer_state(
         assert torch.equal(final[name], expected[name]), name
 
 
+class _GradientNorms(Callback):
+    """The total gradient norm before clipping (Lightning's hook) and the one the optimizer's
+    step used (read after it: Lightning steps with a closure, so the backward runs inside)."""
+
+    def __init__(self) -> None:
+        self.raw: list[float] = []
+        self.stepped: list[float] = []
+
+    @staticmethod
+    def _norm(optimizer: torch.optim.Optimizer) -> float:
+        grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        return float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])))
+
+    def on_train_start(self, trainer: pl.Trainer, module: Any) -> None:
+        for optimizer in trainer.optimizers:
+            optimizer.register_step_post_hook(
+                lambda opt, args, kwargs: self.stepped.append(self._norm(opt))
+            )
+
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, module: Any, optimizer: torch.optim.Optimizer
+    ) -> None:
+        self.raw.append(self._norm(optimizer))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_gradients_are_clipped_before_the_fused_step(
+    precision: str, train_cube: Path, tmp_path: Path
+) -> None:
+    """gradient_clip bounds the total gradient norm the (fused) AdamW step sees, under fp32 and
+    under bf16 autocast alike (Lightning's own clipping refuses a fused optimizer there)."""
+    clip = 1e-3
+    config = load_config(
+        REPO / "config" / "test.yaml",
+        {
+            "training.precision": precision,
+            "training.gradient_clip": clip,
+            "training.limit_train_batches": 2,
+            "training.limit_val_batches": 1,
+        },
+    )
+    norms = _GradientNorms()
+    train_model(config, train_cube, tmp_path, callbacks=[norms], progress_bar=False)
+    assert len(norms.stepped) == len(norms.raw) >= 2
+    assert max(norms.raw) > 10 * clip  # the bound is reached by clipping, not by chance
+    assert max(norms.stepped) <= clip * (1 + 1e-3)
+
+
 class _PoisonWeights(Callback):
     def on_train_batch_start(
         self, trainer: pl.Trainer, module: Any, batch: Any, index: int

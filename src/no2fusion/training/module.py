@@ -178,6 +178,27 @@ class NO2LightningModule(pl.LightningModule):
             groups, lr=rates["fusion_head"], weight_decay=self.config.weight_decay, fused=True
         )
 
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Clip the optimizer's gradients by total norm (or by value) before its step.
+
+        Lightning's own clipping refuses a fused optimizer under ``bf16-mixed`` because a
+        float16 GradScaler would leave the gradients scaled; bf16 autocast has no scaler and
+        the gradients are already in true units, so this is the same ``clip_grad_norm_``
+        Lightning calls under ``32-true``, for the only two precisions training supports.
+        """
+        if not gradient_clip_val:
+            return
+        parameters = [p for group in optimizer.param_groups for p in group["params"]]
+        if gradient_clip_algorithm == "value":
+            torch.nn.utils.clip_grad_value_(parameters, gradient_clip_val)
+        else:
+            torch.nn.utils.clip_grad_norm_(parameters, gradient_clip_val)
+
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["no2fusion"] = {
