@@ -7,7 +7,8 @@ evaluates each seed's three models together (``evaluate_run``: identical test ce
 seeded by the same seed) and prints, per seed and as mean +- sd over seeds:
 
 - cross_modal RMSE (observations) and against the truth;
-- its margin over concat (the seed's "> 5 %" criterion), satellite-only (> 0) and LightGBM.
+- its margin over concat (the seed's "> 5 %" criterion), satellite-only (> 0) and LightGBM;
+- its attention entropy ratio (the seed's "<= 0.9" criterion, over every test day).
 
 Usage::
 
@@ -74,7 +75,13 @@ def margins(metrics: Metrics) -> dict[str, float]:
         if name in metrics.baselines:
             other = float(metrics.baselines[name].global_.rmse)
             out[f"vs_{name}_pct"] = 100 * (other - rmse) / other
+    out["entropy_ratio"] = float(metrics.ablation.entropy_ratio)
     return out
+
+
+def _digits(key: str) -> int:
+    """Decimals shown: the entropy ratio sits near its 0.9 threshold, so three."""
+    return 3 if key == "entropy_ratio" else 2
 
 
 def main() -> int:
@@ -126,12 +133,14 @@ def main() -> int:
     print("| seed | " + " | ".join(keys) + " |")
     print("|---" * (len(keys) + 1) + "|")
     for seed, row in rows.items():
-        print(f"| {seed} | " + " | ".join(f"{row.get(k, float('nan')):.2f}" for k in keys) + " |")
+        values = [f"{row.get(k, float('nan')):.{_digits(k)}f}" for k in keys]
+        print(f"| {seed} | " + " | ".join(values) + " |")
     if len(rows) > 1:
         cells = []
         for key in keys:
             values = [row[key] for row in rows.values() if key in row]
-            cells.append(f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}")
+            mean, sd, n = statistics.mean(values), statistics.stdev(values), _digits(key)
+            cells.append(f"{mean:.{n}f} ± {sd:.{n}f}")
         print("| mean ± sd | " + " | ".join(cells) + " |")
     return 0
 

@@ -73,6 +73,13 @@ def test_every_output_is_written(run_dir: Path) -> None:
     )
     assert set(metrics["breakdowns"]) == {"region", "season", "pollution"}
     assert 0 < metrics["ablation"]["entropy_ratio"] <= 1
+    import xarray as xr
+
+    with xr.open_dataset(run_dir / "predictions.nc") as predictions:
+        test_days = predictions.sizes["time"]
+    # the entropy is taken over every test day, the shuffle tests over the seeded subset
+    assert metrics["ablation"]["entropy_days"] == test_days
+    assert metrics["ablation"]["n_days"] <= test_days
     categories = {t["category"] for t in metrics["robustness"]["tests"]}
     assert categories == {"dropout_random", "dropout_cloud", "noise", "feature_group"}
     html = (run_dir / "report.html").read_text()

@@ -289,7 +289,7 @@ class EvaluationConfig(_Strict):
     # LightGBM threads (0 = all cores). 1 by default: OpenMP spin-waiting made 2 threads 4x
     # slower than 1 on a shared 2-core machine (benchmarks in docs/bench_demo.md).
     lightgbm_threads: int = Field(1, ge=0)
-    robustness_samples: int = Field(64, ge=1)  # test days for attention, shuffle, robustness
+    robustness_samples: int = Field(64, ge=1)  # test days for the shuffle and robustness tests
     shuffle_threshold: float = Field(0.01, ge=0)  # RMSE rise above which a shuffle "hurts"
 
 

@@ -210,6 +210,7 @@ def _perturbation_tests(
             reference,
             evaluation.shuffle_threshold,
             streams.rng("shuffle"),
+            attention_days=test.days,
         )
     with timer("robustness: dropout, noise, feature groups"):
         clim_rmse = None

@@ -170,8 +170,10 @@ class ShuffleTest:
 
 @dataclass(frozen=True)
 class AblationResult:
-    """Attention entropy (mean entropy / ln T) and the meteorology shuffle tests, on
-    ``n_days`` test days scored on the headline cells of those days."""
+    """Attention entropy (mean entropy / ln T) on ``entropy_days`` test days (every test day;
+    None in files written before it was recorded, which used the ``n_days`` subset) and the
+    meteorology shuffle tests on ``n_days`` test days, scored on the headline cells of those
+    days."""
 
     entropy_ratio: Real
     entropy_ratio_per_layer: tuple[float, ...]
@@ -181,6 +183,7 @@ class AblationResult:
     shuffle_reference_rmse: Real
     shuffle: dict[str, ShuffleTest]
     n_days: int
+    entropy_days: int | None = None
 
 
 @dataclass(frozen=True)
