@@ -12,7 +12,8 @@ the table compares, on the test split in umol m-2:
 - urban and industrial R2 (goal >= 0.5), each beside the R2 the noise-free truth itself reaches
   there against the observations ("truth": a bound where the noise is zero-mean, not where the
   pixel sampling smooths single-cell sources; nan in metrics files older than that score),
-  and the region classes / seasons where a baseline wins.
+  and the region classes / seasons where a baseline wins;
+- the attention entropy ratio (the seed's "<= 0.9" verdict).
 
 Usage::
 
@@ -84,9 +85,9 @@ def table(output: Path, names: list[str]) -> str:
     header = (
         "| world | RMSE obs | RMSE truth | floor | truth / floor | vs LightGBM | vs concat "
         "| vs sat-only | vs persistence (obs / truth) | urban R2 / truth's "
-        "| industrial R2 / truth's "
+        "| industrial R2 / truth's | entropy ratio "
         "| baselines win in | minutes |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [header]
     for name in names:
@@ -120,6 +121,7 @@ def table(output: Path, names: list[str]) -> str:
             f"| {_margin(rmse, baselines.get('persistence', float('nan')))} / "
             f"{_margin(truth_rmse, persistence_truth)} "
             f"| {urban:.2f} / {urban_truth:.2f} | {industrial:.2f} / {industrial_truth:.2f} "
+            f"| {float(metrics.ablation.entropy_ratio):.3f} "
             f"| {'; '.join(metrics.summary.not_winning) or '-'} "
             f"| {minutes:.1f} |"
         )
