@@ -8,7 +8,8 @@ seeded by the same seed) and prints, per seed and as mean +- sd over seeds:
 
 - cross_modal RMSE (observations) and against the truth;
 - its margin over concat (the seed's "> 5 %" criterion), satellite-only (> 0) and LightGBM;
-- its attention entropy ratio (the seed's "<= 0.9" criterion, over every test day).
+- its attention entropy ratio (the seed's "<= 0.9" criterion, over every test day);
+- its urban and industrial R2 (goal >= 0.5), and per seed where a baseline beats it.
 
 Usage::
 
@@ -76,6 +77,10 @@ def margins(metrics: Metrics) -> dict[str, float]:
             other = float(metrics.baselines[name].global_.rmse)
             out[f"vs_{name}_pct"] = 100 * (other - rmse) / other
     out["entropy_ratio"] = float(metrics.ablation.entropy_ratio)
+    region = metrics.breakdowns.region
+    for name in ("urban", "industrial"):  # the ">= 0.5" criterion, per seed
+        if name in region:
+            out[f"{name}_r2"] = float(region[name].r2)
     return out
 
 
@@ -116,9 +121,11 @@ def main() -> int:
     args = parser.parse_args()
     overrides = parse_overrides(args.overrides)
     rows: dict[int, dict[str, float]] = {}
+    losses: dict[int, list[str]] = {}  # per seed: where a baseline beats cross_modal
     for item in args.extra:
         seed, path = item.split("=", 1)
-        rows[int(seed)] = margins(Metrics.read(path))
+        extra = Metrics.read(path)
+        rows[int(seed)], losses[int(seed)] = margins(extra), list(extra.summary.not_winning)
     for seed in args.seeds:
         path = args.output / f"seed{seed}" / "metrics.json"
         if args.table_only:
@@ -128,7 +135,7 @@ def main() -> int:
         else:
             kinds = ("cross_modal", *(k for k in args.kinds if k != "cross_modal"))
             metrics = run_seed(seed, args.cube, args.output, args.config, overrides, kinds)
-        rows[seed] = margins(metrics)
+        rows[seed], losses[seed] = margins(metrics), list(metrics.summary.not_winning)
     keys = sorted({key for row in rows.values() for key in row})
     print("| seed | " + " | ".join(keys) + " |")
     print("|---" * (len(keys) + 1) + "|")
@@ -142,6 +149,8 @@ def main() -> int:
             mean, sd, n = statistics.mean(values), statistics.stdev(values), _digits(key)
             cells.append(f"{mean:.{n}f} ± {sd:.{n}f}")
         print("| mean ± sd | " + " | ".join(cells) + " |")
+    for seed, lines in losses.items():
+        print(f"seed {seed}: baselines win in: {'; '.join(lines) or 'nowhere'}")
     return 0
 
 
