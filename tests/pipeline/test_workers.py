@@ -22,6 +22,23 @@ def _wait(condition: object, timeout: float, step: float = 0.1) -> bool:
     return False
 
 
+def _command_line(process: psutil.Process) -> str:
+    """The process's command line; "" once it has exited (a zombie, or gone): short-lived
+    children come and go while the family is listed."""
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:
+        return ""
+
+
+def _alive(process: psutil.Process) -> bool:
+    """Running and not a zombie (a zombie has exited and only waits to be reaped)."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def test_kill_9_of_a_build_takes_its_workers_along(synth_sources: Path, tmp_path: Path) -> None:
     out = tmp_path / "cube.zarr"
     build = subprocess.Popen(
@@ -37,7 +54,7 @@ def test_kill_9_of_a_build_takes_its_workers_along(synth_sources: Path, tmp_path
         # both workers started and reading L2 files (each through its own reader helper)
         def busy() -> bool:
             family = parent.children(recursive=True)
-            helpers = [p for p in family if "no2fusion.io.isolated" in " ".join(p.cmdline())]
+            helpers = [p for p in family if "no2fusion.io.isolated" in _command_line(p)]
             return len(helpers) >= 2
 
         assert _wait(busy, timeout=20), "the build never started two busy workers"
@@ -47,9 +64,9 @@ def test_kill_9_of_a_build_takes_its_workers_along(synth_sources: Path, tmp_path
         build.wait(timeout=5)
 
         def all_gone() -> bool:
-            return not [p for p in family if p.is_running() and p.status() != "zombie"]
+            return not [p for p in family if _alive(p)]
 
-        assert _wait(all_gone, timeout=5), [p.cmdline() for p in family if p.is_running()]
+        assert _wait(all_gone, timeout=5), [_command_line(p) for p in family if _alive(p)]
         time.sleep(1.0)
         assert not out.exists()  # nobody went on to create the cube and write days into it
     finally:  # orphans of a failed run are not our children any more: kill them by name
