@@ -105,7 +105,7 @@ def test_exit_with_parent_exits_when_the_parent_is_gone(tmp_path: Path) -> None:
         child = psutil.Process(int(parent.stdout.readline()))
         parent.kill()
         parent.wait()
-        assert _wait(lambda: not child.is_running() or child.status() == "zombie", timeout=5)
+        assert _wait(lambda: not _alive(child), timeout=5)
     finally:
         for process in psutil.Process(os.getpid()).children(recursive=True):
             process.kill()
