@@ -186,6 +186,35 @@ def test_resume_gives_the_uninterrupted_weights(
         assert torch.equal(final[name], expected[name]), name
 
 
+class _WorseAtEpoch(Callback):
+    """Reports a val_loss worse than every earlier one at ``epoch``, before the checkpoint
+    callbacks (Lightning runs them after every other callback) read it."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.current_epoch == self.epoch:
+            trainer.callback_metrics["val_loss"] = torch.tensor(1e9)
+
+
+def test_last_checkpoint_follows_an_epoch_that_did_not_improve(
+    config: Config, train_cube: Path, tmp_path: Path
+) -> None:
+    """best.ckpt stays at the best epoch; last.ckpt (resume, history) is the final epoch."""
+    result = train_model(
+        config, train_cube, tmp_path / "worse", callbacks=[_WorseAtEpoch(1)], progress_bar=False
+    )
+    assert read_checkpoint(result.best_checkpoint)["epoch"] == 0
+    assert read_checkpoint(result.last_checkpoint)["epoch"] == 1
+    assert result.epochs == 2 and not result.stopped_early
+    assert len(result.history["val_loss"]) == 2
+    assert sorted(p.name for p in result.last_checkpoint.parent.iterdir()) == [
+        "best.ckpt",
+        "last.ckpt",
+    ]
+
+
 def test_resume_from_a_checkpoint_with_contiguous_optimizer_state(
     reference: TrainResult, config: Config, train_cube: Path, tmp_path: Path
 ) -> None:

@@ -112,6 +112,11 @@ def lightning_trainer(
     torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
     all_callbacks: list[Callback] = [WarmStartSchedule(config), FinetuneEarlyStopping(config)]
     if checkpoint_dir is not None:
+        # Two callbacks, not one with save_last=True: Lightning 2.6 writes the "last"
+        # checkpoint only in an epoch that also wrote a top-k one, so after an epoch that did
+        # not improve val_loss, last.ckpt (what a resume continues from and where the training
+        # history is read) would still be the epoch before. With monitor=None and one kept
+        # file, the second callback rewrites last.ckpt after every epoch.
         all_callbacks.append(
             ModelCheckpoint(
                 dirpath=checkpoint_dir,
@@ -119,7 +124,16 @@ def lightning_trainer(
                 monitor="val_loss",
                 mode="min",
                 save_top_k=1,
-                save_last=True,
+                auto_insert_metric_name=False,
+                enable_version_counter=False,
+            )
+        )
+        all_callbacks.append(
+            ModelCheckpoint(
+                dirpath=checkpoint_dir,
+                filename=LAST_NAME,
+                monitor=None,
+                save_top_k=1,
                 auto_insert_metric_name=False,
                 enable_version_counter=False,
             )
