@@ -218,6 +218,11 @@ class ModelConfig(_Strict):
     # "climatology" every cell starts from its training mean (single-cell sources included);
     # checkpoints written before this option existed load as "none"
     residual: Literal["none", "climatology", "composite"] = "climatology"
+    # residual_gain: the base's local excess over its 5 x 5 mean (a point source, a city core)
+    # is scaled by exp(g), g a second output of the head in (-2, 2): a one-cell source follows
+    # the day's ventilation multiplicatively, which an additive correction learns from its few
+    # cells only slowly. No effect with residual "none"; checkpoints from before it load as false
+    residual_gain: bool = True
 
     @model_validator(mode="after")
     def _heads_divide(self) -> ModelConfig:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -190,6 +191,7 @@ def test_residual_prediction_is_the_named_channel_plus_the_correction(
         update={"kind": kind, "token_stride": 2, "residual": "none"}
     )
     torch.manual_seed(0)
+    config = config.model_copy(update={"residual_gain": False})  # the additive residual alone
     plain = build_model(config, 5, channel_names=names).eval()
     residual_config = config.model_copy(update={"residual": "climatology"})
     residual = build_model(residual_config, 5, channel_names=names).eval()
@@ -200,6 +202,42 @@ def test_residual_prediction_is_the_named_channel_plus_the_correction(
         correction, _ = plain(sat, aux)
         pred, _ = residual(sat, aux)
     torch.testing.assert_close(pred, correction + sat[:, 4])
+
+
+def _gain_model(test_config: Config) -> torch.nn.Module:
+    names = ("no2", "no2_valid", "composite", "composite_fraction", "climatology")
+    config = test_config.model.model_copy(update={"token_stride": 2, "residual_gain": True})
+    return build_model(config, 5, channel_names=names)
+
+
+def test_residual_gain_scales_only_the_local_excess_of_the_base(test_config: Config) -> None:
+    """prediction = correction + base + (exp(g) - 1) * relu(base - its 5 x 5 mean), analytic:
+    an isolated spike s on a flat base b rises s * 24/25 above its neighbourhood mean; its
+    neighbours and a flat field have no excess, so the gain leaves them alone."""
+    model = _gain_model(test_config)
+    sat = torch.zeros(1, 5, 16, 16)
+    sat[:, 4] = 0.5  # flat climatology base (normalized)
+    sat[0, 4, 8, 8] += 5.0  # a one-cell source
+    correction = torch.full((1, 16, 16), 0.1)
+    for raw, gain in ((0.0, 0.0), (1.0, 2.0 * math.tanh(0.5)), (1e6, 2.0), (-1e6, -2.0)):
+        head = torch.stack([correction, torch.full_like(correction, raw)], dim=1)  # (1, 2, H, W)
+        pred = model._with_residual(head, sat)
+        expected = correction + sat[:, 4]
+        expected[0, 8, 8] += math.expm1(gain) * 5.0 * 24 / 25
+        torch.testing.assert_close(pred, expected)
+    flat = torch.zeros(1, 5, 16, 16)
+    flat[:, 4] = 3.0
+    head = torch.stack([correction, torch.full_like(correction, 1.5)], dim=1)
+    torch.testing.assert_close(model._with_residual(head, flat), correction + 3.0)
+
+
+def test_residual_gain_map_is_the_head_second_output(test_config: Config) -> None:
+    """The trained path: the head gives (B, 2, H, W) and the prediction is (B, H, W)."""
+    model = _gain_model(test_config).eval()
+    assert model.head.outputs == 2
+    with torch.no_grad():
+        pred, _ = model(torch.randn(2, 5, 16, 16), torch.randn(2, 24, 13))
+    assert pred.shape == (2, 16, 16) and torch.isfinite(pred).all()
 
 
 def test_residual_needs_a_channel_that_exists(test_config: Config) -> None:

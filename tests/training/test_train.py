@@ -119,29 +119,50 @@ def test_a_model_is_never_fed_other_satellite_channels(
         check_satellite_channels(older, same)
 
 
-def test_a_checkpoint_from_before_the_residual_option_predicts_the_value_itself(
+def _older_checkpoint(path: Path, out: Path, missing: tuple[str, ...]) -> Path:
+    """The checkpoint at ``path`` as a version before the ``missing`` model options wrote it:
+    those keys absent from the stored config and, before ``residual_gain``, one output map."""
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    for key in missing:
+        del raw["no2fusion"]["config"]["model"][key]
+    if "residual_gain" in missing:
+        state = raw["state_dict"]
+        for key in ("model.head.decoder.4.weight", "model.head.decoder.4.bias"):
+            state[key] = state[key][:1]  # the correction map alone
+    torch.save(raw, out)
+    return out
+
+
+def test_checkpoints_from_before_the_residual_options_predict_as_they_were_trained(
     reference: TrainResult, tmp_path: Path
 ) -> None:
-    """A stored config without ``model.residual`` was trained as a network predicting the value:
-    it loads as "none", not as today's default (which would add the climatology channel)."""
+    """A stored config without ``model.residual`` was trained as a network predicting the value,
+    one without ``model.residual_gain`` as base + correction: they load so, not as today's
+    defaults (which would add the climatology channel, or a gain map the weights never learnt)."""
     model, config, _, _ = load_checkpoint(reference.last_checkpoint)
-    assert config.model.residual == "climatology"  # today's default
+    assert config.model.residual == "climatology" and config.model.residual_gain  # defaults
     assert model.residual_channel == SATELLITE_CHANNELS.index("climatology")
 
-    raw = torch.load(reference.last_checkpoint, map_location="cpu", weights_only=True)
-    del raw["no2fusion"]["config"]["model"]["residual"]
-    older = tmp_path / "older.ckpt"
-    torch.save(raw, older)
-    older_model, older_config, _, _ = load_checkpoint(older)
-    assert older_config.model.residual == "none"
-    assert older_model.residual_channel is None
+    before_residual, _, _, _ = load_checkpoint(
+        _older_checkpoint(
+            reference.last_checkpoint, tmp_path / "a.ckpt", ("residual", "residual_gain")
+        )
+    )
+    before_gain, gain_config, _, _ = load_checkpoint(
+        _older_checkpoint(reference.last_checkpoint, tmp_path / "b.ckpt", ("residual_gain",))
+    )
+    assert before_residual.residual_channel is None and not before_residual.residual_gain
+    assert gain_config.model.residual == "climatology" and not before_gain.residual_gain
+    heads: list[torch.Tensor] = []
+    model.head.register_forward_hook(lambda _module, _inputs, out: heads.append(out))
     sat = torch.randn(1, len(SATELLITE_CHANNELS), 16, 16)
     aux = torch.randn(1, 24, 13)  # (batch, hours, meteorological features)
     with torch.no_grad():
-        pred, _ = model(sat, aux)
-        older_pred, _ = older_model(sat, aux)
-    # same weights: the two differ by exactly the climatology channel
-    torch.testing.assert_close(pred, older_pred + sat[:, model.residual_channel])
+        model(sat, aux)
+        correction = heads[0][:, 0]  # the same weights' correction map
+        torch.testing.assert_close(before_residual(sat, aux)[0], correction)
+        base = sat[:, model.residual_channel]
+        torch.testing.assert_close(before_gain(sat, aux)[0], correction + base)
 
 
 def test_same_seed_gives_identical_val_losses(

@@ -19,6 +19,10 @@ with ``aux`` either the met block (B, T, F, mh, mw) (with ``met_affine`` (B, 4) 
 transport, ``wind`` (B, T, 2, mh, mw)) or the seed's tile-mean series (B, T, F) (no local
 meteorology, no transport). Empty tensors (B, 0) stand for absent inputs. Only the cross-modal
 model ever returns attention. Inputs and outputs are in normalized units (NaN already 0).
+
+All three predict the same way (``model.residual``, ``model.residual_gain``): the residual base
+channel (the per-cell training climatology) plus the network's correction, with the base's local
+excess (a point source, a city core) scaled by a gain the network predicts (``_with_residual``).
 """
 
 from __future__ import annotations
@@ -99,6 +103,7 @@ class _TokenModel(nn.Module):
         transport: bool = True,
         decoder_channels: int = 32,
         residual_channel: int | None = None,
+        residual_gain: bool = False,
     ) -> None:
         super().__init__()
         if residual_channel is not None and not 0 <= residual_channel < satellite_in_channels:
@@ -106,8 +111,12 @@ class _TokenModel(nn.Module):
                 f"residual_channel {residual_channel} is not a channel of the "
                 f"{satellite_in_channels} satellite channels"
             )
-        # the output is this input channel plus the network's correction (None: no base)
+        # the output is this input channel plus the network's correction (None: no base), its
+        # local excess scaled by the network's gain with ``residual_gain`` (``_with_residual``)
         self.residual_channel = residual_channel
+        # (the head's gain map exists whenever the flag is set, so switching ``residual`` keeps
+        # the weights' shapes; without a base it scales nothing)
+        self.residual_gain = residual_gain
         for name, heads in (
             ("num_attention_heads", num_attention_heads),
             ("auxiliary_heads", auxiliary_heads),
@@ -154,6 +163,7 @@ class _TokenModel(nn.Module):
             skip_channels=self.satellite_encoder.skip_channels,
             extra_channels=num_attention_heads if self.transport is not None else 0,
             decoder_channels=decoder_channels,
+            outputs=2 if self.residual_gain else 1,
         )
 
     def _build_fusion_layers(self, dropout: float, qk_norm: bool) -> nn.ModuleList:
@@ -247,10 +257,32 @@ class _TokenModel(nn.Module):
             gain = gain.transpose(1, 2).reshape(gain.shape[0], -1, *grid_hw)  # (B, heads, h, w)
             rows, cols = back_trajectories(wind, met_affine, height, width)  # (B, T, H, W)
             extra = self.transport(skip, rows, cols, weights, gain)  # (B, heads, H, W)
-        pred = self.head(self.out_norm(fused), grid_hw, skip, extra)  # (B, H, W)
-        if self.residual_channel is not None:
-            pred = pred + sat[:, self.residual_channel].to(pred.dtype)
-        return pred, attention if return_attention else None
+        head = self.head(self.out_norm(fused), grid_hw, skip, extra)  # (B, [2,] H, W)
+        return self._with_residual(head, sat), attention if return_attention else None
+
+    def _with_residual(self, head: Tensor, sat: Tensor) -> Tensor:
+        """The head's output (B, H, W) (or (B, 2, H, W): correction, log-gain) -> prediction
+        (B, H, W): correction + base [+ (exp(gain) - 1) * excess], base = the residual channel.
+
+        ``excess`` is how far the base rises above its 5 x 5 neighbourhood mean (zero where it
+        does not): the part of the climatology a single cell's source or a city core makes. A
+        gain g scales that part by exp(g), g = 2 tanh(raw / 2) in (-2, 2), so a point source's
+        column can follow the day's ventilation (about 1 / wind speed) as a product, where the
+        additive correction would have to learn it cell by cell. Units: normalized NO2; the
+        excess is a difference of normalized values, i.e. umol m-2 / IQR, so it needs no offset.
+        """
+        correction = head[:, 0] if self.residual_gain else head  # (B, H, W)
+        if self.residual_channel is None:
+            return correction
+        base = sat[:, self.residual_channel].to(head.dtype)  # (B, H, W)
+        if not self.residual_gain:
+            return correction + base
+        raw_gain = head[:, 1]
+        # (B, H, W) -> (B, 1, H, W) -> mean over the cell's 5 x 5 neighbours inside the tile
+        neighbourhood = F.avg_pool2d(base[:, None], 5, 1, 2, count_include_pad=False)[:, 0]
+        excess = torch.relu(base - neighbourhood)
+        gain = 2.0 * torch.tanh(0.5 * raw_gain)
+        return correction + base + torch.expm1(gain) * excess
 
 
 class CrossModalNO2Predictor(_TokenModel):
@@ -372,4 +404,5 @@ def build_model(
         transport=config.transport,
         decoder_channels=config.decoder_channels,
         residual_channel=_residual_channel(config, channel_names),
+        residual_gain=config.residual_gain,
     )

@@ -7,7 +7,9 @@ A decoder then sees, per cell, those channels, the full-resolution skip features
 satellite CNN (sharp edges of sources and gaps) and any extra full-resolution channels (the
 transported sources, which draw the wind-shaped plumes): 3x3 conv, GELU, 3x3 conv, GELU, 1x1
 conv, added to channel 0 of the token values (a direct per-cell prediction, the short path).
-Output is in normalized NO2 space; the training layer inverts the normalization.
+With ``outputs = 2`` the 1x1 conv and the token values give a second map the same way (the
+model's log-gain of its residual base, ``fusion``). Output is in normalized NO2 space; the
+training layer inverts the normalization.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from torch import Tensor, nn
 
 class PredictionHead(nn.Module):
     """tokens (B, N, D) on an (H/s, W/s) grid + skip (B, C_skip, H, W) [+ extra (B, C_extra, H,
-    W)] -> (B, H, W)."""
+    W)] -> (B, H, W), or (B, outputs, H, W) with ``outputs`` > 1."""
 
     def __init__(
         self,
@@ -31,8 +33,12 @@ class PredictionHead(nn.Module):
         decoder_channels: int = 32,
         token_channels: int = 16,
         dropout: float = 0.0,
+        outputs: int = 1,
     ) -> None:
         super().__init__()
+        if not 1 <= outputs <= token_channels:
+            raise ValueError(f"outputs {outputs} is not in 1..token_channels ({token_channels})")
+        self.outputs = outputs
         self.token_stride = token_stride
         self.extra_channels = extra_channels
         s = token_stride
@@ -46,7 +52,7 @@ class PredictionHead(nn.Module):
             nn.GELU(),
             nn.Conv2d(decoder_channels, decoder_channels, 3, padding=1),
             nn.GELU(),
-            nn.Conv2d(decoder_channels, 1, 1),
+            nn.Conv2d(decoder_channels, outputs, 1),
         )
 
     def forward(
@@ -57,7 +63,7 @@ class PredictionHead(nn.Module):
         extra: Tensor | None = None,
     ) -> Tensor:
         """tokens (B, N, D), N = h*w, ``grid_hw`` = (h, w); skip (B, C, H, W); extra (B, E, H, W)
-        with E = ``extra_channels`` (zeros when None) -> (B, H, W)."""
+        with E = ``extra_channels`` (zeros when None) -> (B, H, W), or (B, outputs, H, W)."""
         batch = tokens.shape[0]
         h, w = grid_hw
         values = self.fc2(self.drop(F.gelu(self.fc1(tokens))))  # (B, N, s*s*c)
@@ -70,6 +76,8 @@ class PredictionHead(nn.Module):
             if extra is None:
                 extra = upsampled.new_zeros(batch, self.extra_channels, *upsampled.shape[-2:])
             parts.append(extra.to(upsampled.dtype))
-        # Channel 0 of the shuffled tokens is a direct per-cell prediction (the seed's per-token
-        # MLP output); the decoder adds the full-resolution correction from skip and extras.
-        return upsampled[:, 0] + self.decoder(torch.cat(parts, dim=1))[:, 0]  # (B, H, W)
+        # The first ``outputs`` channels of the shuffled tokens are a direct per-cell prediction
+        # (the seed's per-token MLP output); the decoder adds the full-resolution correction
+        # from skip and extras.
+        out = upsampled[:, : self.outputs] + self.decoder(torch.cat(parts, dim=1))
+        return out[:, 0] if self.outputs == 1 else out  # (B, H, W) or (B, outputs, H, W)

@@ -105,17 +105,23 @@ def model_state_dict(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
     }
 
 
-def _with_pre_residual_defaults(stored_config: dict[str, Any]) -> dict[str, Any]:
-    """The stored config with ``model.residual: none`` where it predates that option.
+# what a model option meant before it existed (checkpoints store the whole resolved config, so
+# an option missing from one was not there when it was trained)
+PRE_OPTION_DEFAULTS = {
+    # a network predicting the value itself: the current default (a correction of the
+    # climatology channel) would add a channel the weights never learnt
+    "residual": "none",
+    # one output map: the gain's second map has no weights in such a checkpoint
+    "residual_gain": False,
+}
 
-    Checkpoints store the whole resolved config, so one without ``model.residual`` was trained
-    before the option existed, as a network predicting the value itself; the current default
-    (a correction of the climatology channel) would add a channel the weights never learnt.
-    """
+
+def _with_pre_option_defaults(stored_config: dict[str, Any]) -> dict[str, Any]:
+    """The stored config with ``PRE_OPTION_DEFAULTS`` for the model options it predates."""
     model = stored_config.get("model")
-    if not isinstance(model, dict) or "residual" in model:
+    if not isinstance(model, dict):
         return stored_config
-    return {**stored_config, "model": {**model, "residual": "none"}}
+    return {**stored_config, "model": {**PRE_OPTION_DEFAULTS, **model}}
 
 
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, Config, Normalizers, dict[str, Any]]:
@@ -133,7 +139,7 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, Config, Normalizers, d
     stored = checkpoint[META_KEY]
     try:
         config = config_from_dict(
-            _with_pre_residual_defaults(stored["config"]), source=f"{path} (stored config)"
+            _with_pre_option_defaults(stored["config"]), source=f"{path} (stored config)"
         )
         normalizers = Normalizers.from_dict(stored["normalizers"])
         channels = int(stored["satellite_in_channels"])
